@@ -1,0 +1,69 @@
+"""Array-backend plumbing: one code path for numpy and CuPy inputs.
+
+The stressors, PCA, the SVM solver and the metrics are written once against the
+namespace of their input (``xp``), so the code that runs on the GPU is the code the
+CPU tests exercise.  CuPy is only imported when the caller hands us a CuPy array:
+importing dnnstress never imports it (the einops backend idea, see STYLE.md).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+
+
+def is_cupy_array(x) -> bool:
+    """True for a ``cupy.ndarray``, decided without importing CuPy."""
+    return type(x).__module__.split(".", 1)[0] == "cupy"
+
+
+def array_namespace(*arrays) -> types.ModuleType:
+    """The module (``numpy`` or ``cupy``) whose functions operate on ``arrays``.
+
+    ``None`` entries are ignored.  Mixing host and device arrays is an error: a silent
+    transfer would hide a host round trip that GPU callers want to avoid.
+    """
+    kinds = {is_cupy_array(a) for a in arrays if a is not None}
+    if len(kinds) > 1:
+        raise TypeError("mixed numpy and CuPy arrays: move them to one device first")
+    if kinds == {True}:
+        return sys.modules["cupy"]  # imported by whoever made the array
+    return np
+
+
+def to_numpy(x) -> np.ndarray:
+    """Copy a device array to the host; numpy arrays pass through unchanged."""
+    if is_cupy_array(x):
+        return x.get()
+    return np.asarray(x)
+
+
+def check_features(X, *, name: str = "X", n_features: int | None = None,
+                   allow_empty: bool = False):
+    """Validate a 2-D floating feature matrix and return it unchanged.
+
+    Raises a ``TypeError``/``ValueError`` that names the problem instead of letting a bad
+    array fail deep inside numpy or, worse, produce NaN scores.  Integer input is refused
+    rather than converted, since quantizing integer codes as if they were features is
+    almost always a mistake (use ``X.astype(np.float32)`` to mean it).
+    """
+    if not (isinstance(X, np.ndarray) or is_cupy_array(X)):
+        raise TypeError(f"{name} must be a numpy or CuPy array, got {type(X).__name__}")
+    xp = array_namespace(X)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples x features), got shape {X.shape}")
+    if not xp.issubdtype(X.dtype, xp.floating):
+        raise TypeError(
+            f"{name} has dtype {X.dtype}; features must be floating point "
+            f"(convert explicitly, e.g. {name}.astype(numpy.float32))")
+    if not allow_empty and (X.shape[0] == 0 or X.shape[1] == 0):
+        raise ValueError(f"{name} is empty (shape {X.shape})")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features but the stressor was fitted on {n_features}")
+    if X.size and not bool(xp.isfinite(X).all()):
+        bad = int((~xp.isfinite(X)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+    return X

@@ -1,0 +1,56 @@
+"""The ``dnnstress`` command line.
+
+Each subcommand lives in its own module under :mod:`dnnstress.commands` and exposes
+``add_parser(subparsers)``; the parser it returns carries ``func=run(args) -> int``.
+Modules are imported only when the CLI starts, so a broken optional dependency of one
+command cannot stop the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from dnnstress import __version__
+
+_COMMANDS = ("demo", "extract", "models", "data", "sweep", "report", "bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnnstress",
+        description="Stress-test deep feature vectors: drop dimensions, quantize values, "
+                    "and measure what a linear SVM loses.")
+    parser.add_argument("--version", action="version", version=f"dnnstress {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(f"dnnstress.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"dnnstress.commands.{name}":
+                raise
+            continue  # command not built yet
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted: results written so far are kept", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+        # Expected failures (bad input, missing data) get one clear line, not a traceback.
+        print(f"dnnstress {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
