@@ -1,0 +1,68 @@
+"""The arithmetic of uniform scalar quantization, written once for every array backend.
+
+These functions are the *specification* of Q-1/Q-2 (paper Sec. 2.2, reference README
+"Q-1 / Q-2").  The CPU fast path (``_cpu_kernels``) and the CUDA kernels in ``kernels/``
+must reproduce them bit for bit; tests compare each against these twins.
+
+The parameters are fitted in float64 and cast to the input's floating type; all the
+arithmetic then runs in that type (float32 features are quantized in float32, which
+halves the cost of the division on CPUs and GPUs alike and is exact enough: codes up
+to 65535 are integers in float32):
+
+    lo        training minimum (per dimension; Q-1 repeats the global one)
+    step      (max - min) / h, 0 for a dimension constant on the training set
+    safe_step step where step > 0, +inf where step == 0
+    t         (x - lo) / safe_step              IEEE division, no reciprocal
+    code      clip(ceil(t) - 1, 0, h - 1)       nearest centre; an exact tie between two
+                                                centres goes to the lower one, as argmin
+                                                over the dictionary does
+    value     lo + (code + 0.5) * step          no fused multiply-add
+
+A constant dimension therefore gets code 0 (t = 0) and value lo; values outside the
+training range clamp to the first or last centre.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dnnstress._array import array_namespace
+
+MAX_LEVELS = 65536
+
+
+def code_dtype(n_levels: int):
+    """Smallest unsigned integer type that holds codes 0 .. n_levels - 1."""
+    return np.uint8 if n_levels <= 256 else np.uint16
+
+
+def bits_per_value(n_levels: int) -> int:
+    """ceil(log2 h): the storage cost of one quantized value (h = 1 costs nothing)."""
+    return int(n_levels - 1).bit_length()
+
+
+def safe_step(step):
+    """``step`` with +inf where it is 0, so that constant dimensions divide to t = 0."""
+    xp = array_namespace(step)
+    return xp.where(step > 0, step, xp.inf)
+
+
+def encode(X, lo, step_or_inf, n_levels: int):
+    """Integer codes of ``X`` (n x d) given per-dimension ``lo`` and ``safe_step`` (d,)."""
+    xp = array_namespace(X)
+    lo, step_or_inf = lo.astype(X.dtype), step_or_inf.astype(X.dtype)
+    one = xp.asarray(1, dtype=X.dtype)  # keeps float32 arithmetic in float32
+    codes = xp.clip(xp.ceil((X - lo) / step_or_inf) - one, 0, n_levels - 1)
+    return codes.astype(code_dtype(n_levels))
+
+
+def decode(codes, lo, step, dtype):
+    """Bin centres for ``codes``: ``lo + (code + 0.5) * step``, computed in ``dtype``."""
+    xp = array_namespace(codes)
+    half = xp.asarray(0.5, dtype=dtype)
+    return lo.astype(dtype) + (codes.astype(dtype) + half) * step.astype(dtype)
+
+
+def reconstruct(X, lo, step, n_levels: int):
+    """Nearest bin centre of every value: ``decode(encode(X))`` in one call."""
+    return decode(encode(X, lo, safe_step(step), n_levels), lo, step, X.dtype)

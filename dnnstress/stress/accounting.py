@@ -1,0 +1,72 @@
+"""Storage accounting and the paper's sweep schedules (reference README, "Storage cost"
+and "DR-1 / DR-2").
+
+The baseline of every compression rate is the unstressed vector stored as 32-bit floats.
+The side information of a quantizer (its per-dimension minimum and step) is not counted,
+as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+FLOAT32_BITS = 32
+
+
+def bits_for_levels(n_levels: int) -> int:
+    """ceil(log2 h), the bits one value quantized to ``h`` levels needs (h = 1 needs 0)."""
+    n_levels = operator.index(n_levels)
+    if n_levels < 1:
+        raise ValueError(f"n_levels must be >= 1, got {n_levels}")
+    return (n_levels - 1).bit_length()
+
+
+def compression_rate(n_input_dims: int, bits_per_vector: int) -> float:
+    """``1 - bits_per_vector / (32 * n_input_dims)``.
+
+    Examples
+    --------
+    The paper's headline, FC with 409 of 4096 dimensions at h = 27 (5 bits each):
+
+    >>> round(compression_rate(4096, 409 * bits_for_levels(27)), 4)
+    0.9844
+    """
+    if n_input_dims < 1:
+        raise ValueError(f"n_input_dims must be >= 1, got {n_input_dims}")
+    if bits_per_vector < 0:
+        raise ValueError(f"bits_per_vector must be >= 0, got {bits_per_vector}")
+    return 1.0 - bits_per_vector / (FLOAT32_BITS * n_input_dims)
+
+
+def dr_schedule(n_features: int, n_steps: int = 20) -> list[int]:
+    """Kept-dimension counts of the DR experiments, as the authors' tables have them.
+
+    Step i keeps ``floor(n * s_i)`` where ``s_i`` is 1/n_steps added i times in float64:
+    the authors' loop accumulated the fraction, which makes 4096 -> 2047 at i = 10 (not
+    2048).  Counts below 1 are raised to 1 so that every step keeps something.
+
+    >>> dr_schedule(4096)[:3], dr_schedule(4096)[9], dr_schedule(4096)[-1]
+    ([204, 409, 614], 2047, 4096)
+    """
+    _check_positive(n_features)
+    counts, fraction = [], 0.0
+    for _ in range(n_steps):
+        fraction += 1.0 / n_steps
+        counts.append(max(1, min(n_features, math.floor(n_features * fraction))))
+    return counts
+
+
+def fc_schedule(n_features: int) -> list[int]:
+    """Kept-dimension counts of the FC grid: ``floor(n * j / 10)`` for j = 1..9.
+
+    >>> fc_schedule(4096)[:3]
+    [409, 819, 1228]
+    """
+    _check_positive(n_features)
+    return [max(1, n_features * j // 10) for j in range(1, 10)]
+
+
+def _check_positive(n_features):
+    if operator.index(n_features) < 1:
+        raise ValueError(f"n_features must be >= 1, got {n_features}")

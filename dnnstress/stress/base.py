@@ -1,0 +1,71 @@
+"""The stressor contract shared by every estimator in :mod:`dnnstress.stress`.
+
+A stressor is a scikit-learn transformer: ``__init__`` stores its parameters unchanged,
+``fit(X_train)`` learns from the TRAINING features only (reference README, "Fitting")
+and returns ``self``, ``transform`` applies the frozen stress to any split.  Arrays keep
+their backend: numpy in, numpy out; CuPy in, CuPy out.  Every fitted stressor reports the
+storage its output needs, ``bits_per_vector``, for the compression accounting.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from dnnstress._array import array_namespace, check_features, is_cupy_array
+from dnnstress.stress.accounting import FLOAT32_BITS
+
+
+class Stressor(TransformerMixin, BaseEstimator):
+    """Base class: input validation and the fitted-state checks."""
+
+    def _validate_fit_input(self, X):
+        check_features(X)
+        self.n_features_in_ = X.shape[1]
+        return X
+
+    def _validate_transform_input(self, X):
+        if not hasattr(self, "n_features_in_"):
+            raise ValueError(f"this {type(self).__name__} is not fitted yet: call fit first")
+        return check_features(X, n_features=self.n_features_in_)
+
+    @property
+    def bits_per_vector(self) -> int:
+        """Bits needed to store one stressed vector (float32 values unless quantized)."""
+        return FLOAT32_BITS * self.n_features_out_
+
+
+class Identity(Stressor):
+    """The unstressed baseline, ``T(x) = x``."""
+
+    def fit(self, X, y=None):
+        self._validate_fit_input(X)
+        self.n_features_out_ = self.n_features_in_
+        return self
+
+    def transform(self, X):
+        return self._validate_transform_input(X)
+
+
+def check_count(value, name: str, low: int, high: int) -> int:
+    """An integer parameter in ``[low, high]``, or a ValueError/TypeError naming it."""
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return value
+
+
+def like(param, X):
+    """A small fitted parameter array on the same backend as ``X``.
+
+    Stressors fitted on one backend may transform arrays of the other; only the
+    parameter (d values) moves, never the data.
+    """
+    xp = array_namespace(X)
+    if is_cupy_array(param) == is_cupy_array(X):
+        return param
+    return xp.asarray(param.get() if is_cupy_array(param) else param)

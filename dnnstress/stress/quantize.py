@@ -1,0 +1,132 @@
+"""Q-1 and Q-2: uniform scalar quantization (paper Sec. 2.2).
+
+``UniformQuantizer(h)`` is Q-1 (one range for all values), ``UniformQuantizer(h,
+per_dimension=True)`` is Q-2 (a range per dimension).  Both learn the range on the
+training set, split it into ``h`` equal bins and replace every value by the nearest bin
+centre; test values outside the training range clamp to the first or last centre.
+
+The compressed form is real: ``encode`` gives the integer codes and ``pack`` a dense
+bit stream of ``ceil(log2 h)`` bits per value, each row padded to whole bytes, so
+``pack(X).nbytes == n_rows * ceil(bits_per_vector / 8)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dnnstress._array import array_namespace, is_cupy_array
+from dnnstress.stress import _uniform
+from dnnstress.stress.accounting import bits_for_levels
+from dnnstress.stress.base import Stressor, check_count, like
+
+
+def _kernels_for(X):
+    """The fused kernels of ``X``'s backend: numba on the CPU, CUDA on the GPU."""
+    if is_cupy_array(X):
+        from dnnstress import _cuda
+        return _cuda
+    from dnnstress.stress import _cpu_kernels
+    return _cpu_kernels
+
+
+class UniformQuantizer(Stressor):
+    """Replace every value by the nearest of ``n_levels`` evenly spaced bin centres.
+
+    Parameters
+    ----------
+    n_levels : int
+        Number of values ``h`` each dimension may take, 1 to 65536.
+    per_dimension : bool, default False
+        False is the paper's Q-1 (the global training min and max); True is Q-2 (each
+        dimension's own training min and max).
+
+    Attributes
+    ----------
+    data_min_, data_max_ : array of shape (n_features,), float64
+        Training range of every dimension (Q-1 repeats the global range).
+    step_ : array of shape (n_features,), float64
+        Bin width ``(max - min) / h``; 0 for a dimension constant on the training set,
+        which then maps every value to that constant.
+    bits_per_value_ : int
+        ``ceil(log2 h)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> q = UniformQuantizer(2).fit(np.array([[0.0], [1.0]]))
+    >>> q.transform(np.array([[0.1], [0.9], [5.0]])).ravel().tolist()
+    [0.25, 0.75, 0.75]
+    """
+
+    def __init__(self, n_levels, per_dimension=False):
+        self.n_levels = n_levels
+        self.per_dimension = per_dimension
+
+    def fit(self, X, y=None):
+        self._validate_fit_input(X)
+        h = check_count(self.n_levels, "n_levels", 1, _uniform.MAX_LEVELS)
+        xp = array_namespace(X)
+        if self.per_dimension:
+            low, high = xp.min(X, axis=0), xp.max(X, axis=0)
+        else:
+            d = X.shape[1]
+            low, high = xp.full(d, float(xp.min(X))), xp.full(d, float(xp.max(X)))
+        self.data_min_ = low.astype(np.float64)
+        self.data_max_ = high.astype(np.float64)
+        self.step_ = (self.data_max_ - self.data_min_) / h
+        self.bits_per_value_ = bits_for_levels(h)
+        self.n_features_out_ = self.n_features_in_
+        return self
+
+    @property
+    def bits_per_vector(self) -> int:
+        return self.bits_per_value_ * self.n_features_out_
+
+    def transform(self, X):
+        """The reconstruction: every value replaced by its bin centre (same dtype)."""
+        X = self._validate_transform_input(X)
+        lo, step = self._params_like(X)
+        return _kernels_for(X).reconstruct(_contiguous(X), lo, step, self.n_levels)
+
+    def encode(self, X):
+        """Integer bin indices, uint8 for h <= 256, uint16 above."""
+        X = self._validate_transform_input(X)
+        lo, step = self._params_like(X)
+        return _kernels_for(X).encode(_contiguous(X), lo, step, self.n_levels)
+
+    def decode(self, codes, dtype=np.float32):
+        """Bin centres for integer ``codes``, as ``dtype`` (float32, the baseline type)."""
+        self._check_codes(codes)
+        lo, step = self._params_like(codes)
+        return _uniform.decode(codes, lo, step, dtype)
+
+    def pack(self, X):
+        """Codes of ``X`` as a dense bit stream: uint8 array (n_rows, ceil(bits_per_vector/8))."""
+        codes = self.encode(X)
+        return _kernels_for(codes).pack(codes, self.bits_per_value_)
+
+    def unpack(self, packed, n_rows=None, dtype=np.float32):
+        """Reconstruction from ``pack``'s bytes (2-D, or flat with ``n_rows`` given)."""
+        if n_rows is not None:
+            packed = packed.reshape(n_rows, -1)
+        codes = _kernels_for(packed).unpack(packed, self.bits_per_value_, self.n_features_out_)
+        return self.decode(codes, dtype)
+
+    def _params_like(self, X):
+        return like(self.data_min_, X), like(self.step_, X)
+
+    def _check_codes(self, codes):
+        if not hasattr(self, "step_"):
+            raise ValueError("this UniformQuantizer is not fitted yet: call fit first")
+        xp = array_namespace(codes)
+        if codes.ndim != 2 or codes.shape[1] != self.n_features_out_:
+            raise ValueError(f"codes must have shape (n, {self.n_features_out_}), "
+                             f"got {codes.shape}")
+        if not xp.issubdtype(codes.dtype, xp.integer):
+            raise TypeError(f"codes must be integers, got {codes.dtype}")
+        if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= self.n_levels):
+            raise ValueError(f"codes must lie in [0, {self.n_levels - 1}]")
+
+
+def _contiguous(X):
+    return array_namespace(X).ascontiguousarray(X)

@@ -1,0 +1,144 @@
+"""DR-1 and DR-2: dimensionality reduction (paper Sec. 2.1, reference README "DR-1 / DR-2").
+
+Both keep ``n_components`` of the ``n_features`` dimensions and can change that count
+after fitting (``set_params(n_components=k)``) without refitting, so one fit serves a
+whole sweep, and the kept subspaces are nested: the dimensions kept at ``k`` are among
+those kept at any ``k' > k``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dnnstress._array import array_namespace
+from dnnstress.stress.base import Stressor, check_count, like
+
+
+class RandomDrop(Stressor):
+    """DR-1: keep a random subset of ``n_components`` dimensions.
+
+    The subset is a prefix of one random permutation drawn at ``fit``, so the same
+    columns are kept for train and test, and subsets for different ``n_components`` with
+    the same seed are nested (the reference README allows either; nested is cheaper and
+    makes the curve smoother).
+
+    Parameters
+    ----------
+    n_components : int
+        Dimensions kept, 1 to n_features.
+    random_state : int, numpy Generator or None
+        Seed of the permutation (``numpy.random.default_rng`` semantics).
+
+    Attributes
+    ----------
+    permutation_ : ndarray of shape (n_features,)
+        The random order in which dimensions are kept.
+    """
+
+    def __init__(self, n_components, random_state=None):
+        self.n_components = n_components
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        self._validate_fit_input(X)
+        check_count(self.n_components, "n_components", 1, self.n_features_in_)
+        self.permutation_ = np.random.default_rng(self.random_state).permutation(
+            self.n_features_in_)
+        return self
+
+    @property
+    def n_features_out_(self) -> int:
+        return check_count(self.n_components, "n_components", 1, self.n_features_in_)
+
+    @property
+    def indices_(self) -> np.ndarray:
+        """Sorted indices of the kept dimensions (sorted keeps memory access in order)."""
+        return np.sort(self.permutation_[:self.n_features_out_])
+
+    def transform(self, X):
+        X = self._validate_transform_input(X)
+        xp = array_namespace(X)
+        return xp.take(X, like(self.indices_, X), axis=1)
+
+
+class PCADrop(Stressor):
+    """DR-2: project on the ``n_components`` principal directions of the training set.
+
+    The basis is the eigen-decomposition of the centred training covariance, sorted by
+    decreasing variance, each direction's sign fixed so that its largest-magnitude
+    entry is positive (the convention of scikit-learn's ``svd_flip``).  Projection is
+    ``X @ components_[:k].T`` WITHOUT subtracting the mean and without whitening, as the
+    authors did; at ``k = n_features`` the basis is orthonormal, so dot products, norms
+    and hence the SVM's score are those of the unstressed features.
+
+    When there are fewer training samples than features, the decomposition runs on the
+    ``n x n`` Gram matrix instead of the ``d x d`` covariance, and only the directions of
+    non-zero variance exist (at most ``n_samples - 1``).
+
+    Parameters
+    ----------
+    n_components : int or None
+        Directions kept; None keeps all.  May be changed after ``fit``.
+
+    Attributes
+    ----------
+    components_ : array of shape (n_directions, n_features), float64
+        Orthonormal principal directions, rows by decreasing variance.
+    explained_variance_ : array of shape (n_directions,)
+    mean_ : array of shape (n_features,)
+        Training mean (used to find the directions, not subtracted when projecting).
+    """
+
+    def __init__(self, n_components=None):
+        self.n_components = n_components
+
+    def fit(self, X, y=None):
+        self._validate_fit_input(X)
+        xp = array_namespace(X)
+        n, d = X.shape
+        if n < 2:
+            raise ValueError("PCADrop needs at least 2 training samples")
+        self.mean_ = xp.mean(X.astype(xp.float64), axis=0)
+        centred = X.astype(xp.float64) - self.mean_
+        if d <= n:
+            variances, vectors = xp.linalg.eigh(centred.T @ centred)
+            components = vectors.T
+        else:
+            variances, vectors = xp.linalg.eigh(centred @ centred.T)
+            keep = variances > variances[-1] * n * np.finfo(np.float64).eps
+            variances, vectors = variances[keep], vectors[:, keep]
+            components = (centred.T @ vectors / xp.sqrt(variances)).T
+        # eigh sorts ascending: flip to decreasing variance.
+        components, variances = xp.flip(components, axis=0), xp.flip(variances)
+        self.explained_variance_ = xp.clip(variances, 0, None) / (n - 1)
+        self.components_ = components * _largest_entry_signs(components)[:, None]
+        self._check_n_components()
+        return self
+
+    @property
+    def n_features_out_(self) -> int:
+        return self._check_n_components()
+
+    def transform(self, X):
+        X = self._validate_transform_input(X)
+        k = self._check_n_components()
+        basis = like(self.components_[:k], X).astype(X.dtype)
+        return X @ basis.T
+
+    def _check_n_components(self) -> int:
+        available = self.components_.shape[0]
+        if self.n_components is None:
+            return available
+        if isinstance(self.n_components, int) and self.n_components > available:
+            raise ValueError(
+                f"n_components={self.n_components} but only {available} principal directions "
+                f"exist ({self.n_features_in_} features; with fewer training samples than "
+                f"features, at most n_samples - 1 directions have any variance)")
+        return check_count(self.n_components, "n_components", 1, available)
+
+
+def _largest_entry_signs(rows):
+    xp = array_namespace(rows)
+    largest = xp.argmax(xp.abs(rows), axis=1)
+    signs = xp.sign(xp.take_along_axis(rows, largest[:, None], axis=1)[:, 0])
+    return xp.where(signs == 0, 1.0, signs)

@@ -1,0 +1,166 @@
+"""Q-1 / Q-2 against a naive transcription of the paper's formula, and their properties."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from dnnstress._array import to_numpy
+from dnnstress.stress import UniformQuantizer
+from dnnstress.stress import _cpu_kernels, _uniform
+
+
+def naive_quantize(train, test, h, per_dimension):
+    """Paper Sec. 2.2 verbatim: dictionary {min + st/2 + st*i}, argmin |x - y|.
+
+    Returns the chosen centres and, for every value, the set of centres at the minimal
+    distance up to rounding (exact ties can go either way in floating point).
+    """
+    train, test = train.astype(np.float64), test.astype(np.float64)
+    if per_dimension:
+        low, high = train.min(axis=0), train.max(axis=0)
+    else:
+        low = np.full(train.shape[1], train.min())
+        high = np.full(train.shape[1], train.max())
+    step = (high - low) / h
+    centres = low[:, None] + step[:, None] / 2 + step[:, None] * np.arange(h)  # (d, h)
+    distance = np.abs(test[:, :, None] - centres[None])                       # (n, d, h)
+    chosen = np.take_along_axis(centres[None], distance.argmin(axis=2)[..., None], 2)[..., 0]
+    slack = 1e-9 * (np.abs(test) + (high - low) + 1)[..., None]
+    near_best = distance <= distance.min(axis=2, keepdims=True) + slack
+    return chosen, centres, near_best
+
+
+def assert_matches_naive(train, test, h, per_dimension):
+    q = UniformQuantizer(h, per_dimension=per_dimension).fit(train)
+    ours = q.transform(test).astype(np.float64)
+    _, centres, near_best = naive_quantize(train, test, h, per_dimension)
+    # Our value must be (within float32 rounding) one of the nearest centres.
+    tolerance = 1e-6 * (np.abs(centres).max() + 1) if test.dtype == np.float32 else 1e-9
+    hit = np.abs(ours[..., None] - centres[None]) <= tolerance * (1 + np.abs(centres[None]))
+    assert (hit & near_best).any(axis=2).all()
+
+
+finite = dict(allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def train_test(draw, dtype=np.float64):
+    d = draw(st.integers(1, 5))
+    n = draw(st.integers(1, 12))
+    scale = draw(st.sampled_from([1e-3, 1.0, 37.5, 1e4]))
+    offset = draw(st.sampled_from([0.0, -2.0, 1e3]))
+    elements = st.floats(-1, 1, **finite)
+    train = draw(hnp.arrays(np.float64, (n, d), elements=elements)) * scale + offset
+    constant_column = draw(st.integers(-1, d - 1))
+    if constant_column >= 0:
+        train[:, constant_column] = train[0, constant_column]
+    # Test values reach past the training range on both sides.
+    test = draw(hnp.arrays(np.float64, (draw(st.integers(1, 12)), d),
+                           elements=st.floats(-1.5, 1.5, **finite))) * scale + offset
+    return train.astype(dtype), test.astype(dtype)
+
+
+levels = st.one_of(st.integers(1, 40), st.sampled_from([255, 256, 257, 1000, 65536]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=train_test(), h=levels, per_dimension=st.booleans())
+def test_matches_naive_formula(data, h, per_dimension):
+    train, test = data
+    assert_matches_naive(train, test, h, per_dimension)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=train_test(np.float32), h=st.integers(1, 40), per_dimension=st.booleans())
+def test_matches_naive_formula_float32(data, h, per_dimension):
+    train, test = data
+    assert_matches_naive(train, test, h, per_dimension)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=train_test(), h=levels, per_dimension=st.booleans())
+def test_at_most_h_values(data, h, per_dimension):
+    train, test = data
+    out = UniformQuantizer(h, per_dimension=per_dimension).fit(train).transform(
+        np.vstack([train, test]))
+    if per_dimension:
+        assert all(len(np.unique(column)) <= h for column in out.T)
+    else:
+        assert len(np.unique(out)) <= h
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=train_test(), h=levels, per_dimension=st.booleans())
+def test_idempotent_and_encode_decode(data, h, per_dimension):
+    train, test = data
+    q = UniformQuantizer(h, per_dimension=per_dimension).fit(train)
+    once = q.transform(test)
+    np.testing.assert_array_equal(q.transform(once), once)
+    np.testing.assert_array_equal(q.decode(q.encode(test), dtype=test.dtype), once)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=train_test(), h=st.integers(1, 40), per_dimension=st.booleans())
+def test_error_bound_shrinks_with_h_and_order_is_kept(data, h, per_dimension):
+    train, _ = data
+    q = UniformQuantizer(h, per_dimension=per_dimension).fit(train)
+    # Inside the training range the error is at most half a bin, (max - min) / 2h.
+    error = np.abs(q.transform(train) - train)
+    assert (error <= q.step_ / 2 * (1 + 1e-9) + 1e-12 * np.abs(train)).all()
+    # Quantization is monotone: it never swaps the order of two values.
+    column = np.sort(train[:, 0])
+    reconstructed = q.transform(np.repeat(column[:, None], train.shape[1], axis=1))[:, 0]
+    assert (np.diff(reconstructed) >= 0).all()
+
+
+def test_hand_computed_case():
+    train = np.array([[0.0, 5.0], [4.0, 5.0]])
+    q2 = UniformQuantizer(4, per_dimension=True).fit(train)
+    # Dimension 0: step 1, centres 0.5 1.5 2.5 3.5; dimension 1 is constant.
+    test = np.array([[-3.0, 7.0], [1.0, 0.0], [1.2, 5.0], [9.0, 5.0]])
+    np.testing.assert_array_equal(
+        q2.transform(test), [[0.5, 5.0], [0.5, 5.0], [1.5, 5.0], [3.5, 5.0]])
+    np.testing.assert_array_equal(q2.encode(test), [[0, 0], [0, 0], [1, 0], [3, 0]])
+    # Q-1 uses the global range [0, 5]: step 1.25, centres 0.625 ... 4.375.
+    q1 = UniformQuantizer(4).fit(train)
+    np.testing.assert_allclose(q1.transform(test[:2]), [[0.625, 4.375], [0.625, 0.625]])
+    # h = 1 maps everything to the midpoint and costs no bits.
+    q = UniformQuantizer(1, per_dimension=True).fit(train)
+    np.testing.assert_array_equal(q.transform(test)[:, 0], 2.0)
+    assert q.bits_per_vector == 0
+
+
+def test_codes_dtype_and_bits():
+    X = np.random.default_rng(0).random((50, 3))
+    assert UniformQuantizer(256).fit(X).encode(X).dtype == np.uint8
+    assert UniformQuantizer(257).fit(X).encode(X).dtype == np.uint16
+    assert UniformQuantizer(27, per_dimension=True).fit(X).bits_per_vector == 15
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("h", [1, 2, 3, 27, 256, 65536])
+def test_fast_cpu_kernel_equals_twin(dtype, h):
+    rng = np.random.default_rng(h)
+    X = (rng.standard_normal((300, 37)) * 3).astype(dtype)
+    X[:, 5] = 1.0  # a constant dimension
+    q = UniformQuantizer(h, per_dimension=True).fit(X[:200])
+    lo, step = q.data_min_, q.step_
+    np.testing.assert_array_equal(_cpu_kernels.reconstruct(X, lo, step, h),
+                                  _uniform.reconstruct(X, lo, step, h))
+    np.testing.assert_array_equal(_cpu_kernels.encode(X, lo, step, h),
+                                  _uniform.encode(X, lo, _uniform.safe_step(step), h))
+
+
+def test_same_result_on_every_backend(xp):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((64, 33)).astype(np.float32)
+    expected = UniformQuantizer(5, per_dimension=True).fit(X).transform(X)
+    device_x = xp.asarray(X)
+    q = UniformQuantizer(5, per_dimension=True).fit(device_x)
+    out = q.transform(device_x)
+    assert type(out) is type(device_x)
+    np.testing.assert_array_equal(to_numpy(out), expected)
+    codes = q.encode(device_x)
+    np.testing.assert_array_equal(to_numpy(q.decode(codes)), expected)

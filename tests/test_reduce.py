@@ -1,0 +1,99 @@
+"""DR-1 and DR-2 against sklearn's PCA, hand-made cases and their structural properties."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.decomposition import PCA
+
+from dnnstress._array import to_numpy
+from dnnstress.stress import PCADrop, RandomDrop
+
+
+def correlated(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    scales = np.linspace(3.0, 0.1, d)  # distinct variances: a well-defined basis
+    mixing = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    return (rng.standard_normal((n, d)) * scales) @ mixing.T + rng.standard_normal(d)
+
+
+@pytest.mark.parametrize("n, d", [(200, 12), (15, 40)])  # covariance and Gram routes
+def test_pca_components_equal_sklearn_up_to_sign(n, d):
+    X = correlated(n, d)
+    k = min(8, n - 1)
+    ours = PCADrop(k).fit(X)
+    reference = PCA(n_components=k, svd_solver="full").fit(X)
+    signs = np.sign(np.sum(ours.components_[:k] * reference.components_, axis=1))
+    np.testing.assert_allclose(ours.components_[:k], reference.components_ * signs[:, None],
+                               atol=1e-8)
+    np.testing.assert_allclose(ours.explained_variance_[:k], reference.explained_variance_,
+                               rtol=1e-8)
+    # Projection is X @ V_k without centring (reference README, DR-2).
+    np.testing.assert_allclose(ours.transform(X), X @ (reference.components_ * signs[:, None]).T,
+                               atol=1e-8)
+
+
+def test_pca_signs_are_deterministic():
+    X = correlated(100, 6)
+    components = PCADrop().fit(X).components_
+    largest = np.abs(components).argmax(axis=1)
+    assert (components[np.arange(6), largest] > 0).all()
+    np.testing.assert_array_equal(PCADrop().fit(X.copy()).components_, components)
+
+
+def test_pca_full_basis_preserves_dot_products(xp):
+    X = correlated(80, 10).astype(np.float32)
+    device_x = xp.asarray(X)
+    projected = PCADrop().fit(device_x).transform(device_x)
+    assert type(projected) is type(device_x) and projected.dtype == np.float32
+    np.testing.assert_allclose(to_numpy(projected @ projected.T), X @ X.T, rtol=1e-4, atol=1e-3)
+
+
+def test_one_pca_fit_serves_every_k():
+    X = correlated(60, 9)
+    pca = PCADrop().fit(X)
+    full = pca.transform(X)
+    for k in (1, 4, 9):
+        pca.set_params(n_components=k)
+        assert pca.n_features_out_ == k and pca.bits_per_vector == 32 * k
+        np.testing.assert_allclose(pca.transform(X), full[:, :k])
+
+
+def test_gram_route_limits_components():
+    X = correlated(6, 30)
+    with pytest.raises(ValueError, match="n_components"):
+        PCADrop(10).fit(X)
+    assert PCADrop(5).fit(X).transform(X).shape == (6, 5)
+
+
+def test_random_drop_keeps_exactly_the_chosen_columns():
+    X = np.arange(40, dtype=np.float64).reshape(4, 10)
+    drop = RandomDrop(4, random_state=3).fit(X)
+    assert len(set(drop.indices_)) == 4
+    np.testing.assert_array_equal(drop.transform(X), X[:, drop.indices_])
+    np.testing.assert_array_equal(drop.transform(X + 1), X[:, drop.indices_] + 1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(d=st.integers(2, 60), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_random_drop_subsets_are_nested_and_seeded(d, seed, data):
+    X = np.ones((2, d))
+    small, large = sorted(data.draw(st.lists(st.integers(1, d), min_size=2, max_size=2)))
+    kept_small = set(RandomDrop(small, random_state=seed).fit(X).indices_)
+    kept_large = set(RandomDrop(large, random_state=seed).fit(X).indices_)
+    assert len(kept_small) == small and kept_small <= kept_large
+    again = RandomDrop(small, random_state=seed).fit(X).indices_
+    assert set(again) == kept_small
+
+
+def test_random_drop_seeds_differ():
+    X = np.ones((2, 1000))
+    a = RandomDrop(10, random_state=0).fit(X).indices_
+    b = RandomDrop(10, random_state=1).fit(X).indices_
+    assert set(a) != set(b)
+
+
+def test_random_drop_on_every_backend(xp):
+    X = correlated(20, 15).astype(np.float32)
+    drop = RandomDrop(5, random_state=0).fit(xp.asarray(X))
+    np.testing.assert_array_equal(to_numpy(drop.transform(xp.asarray(X))), X[:, drop.indices_])

@@ -1,0 +1,130 @@
+"""The contract every stressor keeps (scikit-learn's check_estimator idea, our rules):
+parameters stored unchanged, fit returns self, arrays keep their backend, bad input gets
+an error that names the problem."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
+
+from dnnstress._array import to_numpy
+from dnnstress.stress import (Identity, MantissaErasure, PCADrop, RandomDrop, UniformQuantizer,
+                              make_fc)
+
+STRESSORS = {
+    "identity": lambda: Identity(),
+    "dr1": lambda: RandomDrop(3, random_state=0),
+    "dr2": lambda: PCADrop(3),
+    "q1": lambda: UniformQuantizer(5),
+    "q2": lambda: UniformQuantizer(5, per_dimension=True),
+    "qb": lambda: MantissaErasure(40),
+    "fc": lambda: make_fc(3, 5),
+}
+
+
+@pytest.fixture
+def features():
+    return np.random.default_rng(0).standard_normal((40, 6)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", STRESSORS)
+def test_estimator_contract(name, features):
+    stressor = STRESSORS[name]()
+    unfitted = repr(stressor)
+    assert stressor.fit(features) is stressor
+    assert repr(clone(stressor)) == repr(stressor) == unfitted  # fit leaves parameters alone
+    out = stressor.transform(features[:7])
+    assert out.shape == (7, stressor.n_features_out_)
+    np.testing.assert_array_equal(stressor.fit_transform(features)[:7], out)
+    assert stressor.bits_per_vector >= 0
+
+
+@pytest.mark.parametrize("name", STRESSORS)
+def test_backend_in_equals_backend_out(name, features, xp):
+    device_x = xp.asarray(features)
+    out = STRESSORS[name]().fit(device_x).transform(device_x)
+    assert type(out) is type(device_x)
+    expected = STRESSORS[name]().fit(features).transform(features)
+    np.testing.assert_allclose(to_numpy(out), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_plain_sklearn_pipeline_composes(features):
+    pipeline = make_pipeline(PCADrop(4), UniformQuantizer(3, per_dimension=True))
+    np.testing.assert_array_equal(pipeline.fit(features).transform(features),
+                                  make_fc(4, 3).fit(features).transform(features))
+
+
+def test_fc_fits_q2_on_the_projected_training_set(features):
+    fc = make_fc(4, 3).fit(features)
+    projected = PCADrop(4).fit(features).transform(features)
+    q2 = fc.named_steps["q2"]
+    np.testing.assert_allclose(q2.data_min_, projected.min(axis=0), rtol=1e-6)
+    assert fc.bits_per_vector == 4 * 2
+
+
+def _with(value):
+    X = np.random.default_rng(1).standard_normal((4, 6))
+    X[2, 3] = value
+    return X
+
+
+BAD_INPUTS = [
+    (_with(np.nan), ValueError, "NaN or infinite"),
+    (_with(-np.inf), ValueError, "NaN or infinite"),
+    (np.zeros((0, 6)), ValueError, "empty"),
+    (np.zeros(6), ValueError, "2-D"),
+    (np.ones((3, 6), dtype=np.int64), TypeError, "floating point"),
+    ([[1.0] * 6], TypeError, "numpy or CuPy array"),
+]
+
+
+@pytest.mark.parametrize("name", STRESSORS)
+@pytest.mark.parametrize("bad, error, message", BAD_INPUTS)
+def test_bad_input_is_named(name, bad, error, message, features):
+    with pytest.raises(error, match=message):
+        STRESSORS[name]().fit(bad)
+    fitted = STRESSORS[name]().fit(features)
+    with pytest.raises(error, match=message):
+        fitted.transform(bad)
+
+
+@pytest.mark.parametrize("name", STRESSORS)
+def test_transform_before_fit_and_width_mismatch(name, features):
+    with pytest.raises(ValueError, match="not fitted"):
+        STRESSORS[name]().transform(features)
+    fitted = STRESSORS[name]().fit(features)
+    with pytest.raises(ValueError, match="fitted on 6"):
+        fitted.transform(features[:, :5])
+
+
+@pytest.mark.parametrize("stressor, message", [
+    (UniformQuantizer(0), "n_levels"), (UniformQuantizer(65537), "n_levels"),
+    (UniformQuantizer(2.5), "n_levels"), (RandomDrop(0), "n_components"),
+    (RandomDrop(7), "n_components"), (PCADrop(0), "n_components"),
+    (PCADrop(7), "n_components"), (MantissaErasure(65), "n_bits"),
+    (MantissaErasure(33, dtype="float32"), "n_bits"), (MantissaErasure(3, dtype="int8"), "dtype"),
+])
+def test_bad_parameters_are_named(stressor, message, features):
+    with pytest.raises((ValueError, TypeError), match=message):
+        stressor.fit(features)
+
+
+def test_mantissa_erasure_zeroes_low_bits():
+    X = np.array([[1.0 + 2.0**-52, -3.75, 1e-300]])
+    np.testing.assert_array_equal(MantissaErasure(0).fit(X).transform(X), X)
+    # Erasing one bit drops the last mantissa bit: 1 + 2^-52 -> 1.
+    assert MantissaErasure(1).fit(X).transform(X)[0, 0] == 1.0
+    # 52 bits leave sign and exponent: powers of two, rounded towards zero.
+    np.testing.assert_array_equal(MantissaErasure(52).fit(X).transform(X)[0, :2], [1.0, -2.0])
+    # All 64 bits: zeros. 63 keeps only the sign bit: -0.0 for negatives.
+    assert not MantissaErasure(64).fit(X).transform(X).any()
+    assert np.signbit(MantissaErasure(63).fit(X).transform(X)[0, 1])
+    out32 = MantissaErasure(20, dtype="float32").fit(X).transform(X)
+    assert out32.dtype == np.float32
+    bits = out32.view(np.uint32)
+    assert not (bits & np.uint32(2**20 - 1)).any()
+
+
+def test_mantissa_erasure_never_creates_nan(features):
+    for n_bits in range(0, 65, 3):
+        assert np.isfinite(MantissaErasure(n_bits).fit(features).transform(features)).all()
