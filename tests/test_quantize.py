@@ -164,3 +164,15 @@ def test_same_result_on_every_backend(xp):
     np.testing.assert_array_equal(to_numpy(out), expected)
     codes = q.encode(device_x)
     np.testing.assert_array_equal(to_numpy(q.decode(codes)), expected)
+
+
+@pytest.mark.parametrize("bits", range(0, 17))
+def test_fast_cpu_packing_equals_twin(bits):
+    from dnnstress.stress import _packing
+
+    rng = np.random.default_rng(bits)
+    for n, d in ((5, 1), (7, 13), (3, 64), (2, 1001)):
+        codes = rng.integers(0, 1 << bits, (n, d)).astype(np.uint16 if bits > 8 else np.uint8)
+        packed = _cpu_kernels.pack(codes, bits)
+        np.testing.assert_array_equal(packed, _packing.pack_codes(codes, bits))
+        np.testing.assert_array_equal(_cpu_kernels.unpack(packed, bits, d), codes)

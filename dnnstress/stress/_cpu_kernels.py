@@ -58,5 +58,56 @@ def encode(X, lo, step, n_levels, out=None):
     return out
 
 
-pack = _packing.pack_codes
-unpack = _packing.unpack_codes
+@numba.njit(**_JIT)
+def _pack_kernel(codes, bits, out):
+    # Bits enter a 64-bit accumulator LSB-first and leave it a byte at a time: the
+    # layout of ``_packing`` (value j at bits [j*bits, (j+1)*bits) of its row).
+    n, d = codes.shape
+    for i in numba.prange(n):
+        accumulator, filled, position = np.uint64(0), 0, 0
+        for j in range(d):
+            accumulator |= np.uint64(codes[i, j]) << np.uint64(filled)
+            filled += bits
+            while filled >= 8:
+                out[i, position] = accumulator & np.uint64(0xFF)
+                accumulator >>= np.uint64(8)
+                filled -= 8
+                position += 1
+        if filled > 0:
+            out[i, position] = accumulator & np.uint64(0xFF)
+
+
+@numba.njit(**_JIT)
+def _unpack_kernel(packed, bits, out):
+    n, d = out.shape
+    mask = np.uint64((1 << bits) - 1)
+    for i in numba.prange(n):
+        accumulator, filled, position = np.uint64(0), 0, 0
+        for j in range(d):
+            while filled < bits:
+                accumulator |= np.uint64(packed[i, position]) << np.uint64(filled)
+                filled += 8
+                position += 1
+            out[i, j] = accumulator & mask
+            accumulator >>= np.uint64(bits)
+            filled -= bits
+
+
+def pack(codes, bits):
+    """Codes packed ``bits`` per value, rows padded to whole bytes (see ``_packing``)."""
+    if bits in (0, 8, 16):  # whole bytes or nothing: the twin is a plain copy
+        return _packing.pack_codes(codes, bits)
+    _packing.check_codes(codes, bits)
+    out = np.empty((codes.shape[0], _packing.packed_row_bytes(codes.shape[1], bits)), np.uint8)
+    _pack_kernel(np.ascontiguousarray(codes), bits, out)
+    return out
+
+
+def unpack(packed, bits, n_cols):
+    """Inverse of :func:`pack` (see ``_packing.unpack_codes``)."""
+    if bits in (0, 8, 16):
+        return _packing.unpack_codes(packed, bits, n_cols)
+    _packing.check_packed(packed, bits, n_cols)
+    out = np.empty((packed.shape[0], n_cols), _packing.code_dtype_for_bits(bits))
+    _unpack_kernel(np.ascontiguousarray(packed), bits, out)
+    return out
