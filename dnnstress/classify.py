@@ -1,0 +1,474 @@
+"""Linear SVMs for stressed features: LIBLINEAR's objective, trained many at a time.
+
+The paper scores every stressed feature set with a linear SVM (LIBLINEAR, C = 1, one
+model per class, one-vs-rest; reference README "Order and classifier").  A sweep trains
+hundreds of them on versions of ONE training set, so this module solves them in batches:
+
+``fit_linear_svms(X, Y, C=1.0, ...) -> (W, b, info)``
+    X is ``(B, n, d)``: B stressed versions of the same n training vectors; Y is the
+    ``(n, L)`` target matrix in {1, -1, 0}.  All ``B * L`` binary problems are solved
+    together; ``warm_start=(W0, b0)`` starts from a neighbouring configuration's solution.
+``LinearSVM(C=1.0, tol=1e-4, max_iter=1000, intercept_scaling=1.0)``
+    The scikit-learn style estimator for one training set: ``fit(X, y)`` with 1-D class
+    labels (one-vs-rest, ``predict`` = argmax) or a 2-D {1, -1, 0} multi-label matrix.
+``l2_normalize(X)``
+    Rows scaled to unit Euclidean norm; all-zero rows stay zero.
+
+Every binary problem is exactly the one of ``sklearn.svm.LinearSVC(C, loss="squared_hinge",
+penalty="l2", intercept_scaling=s)`` (LIBLINEAR solvers 1 and 2)::
+
+    min_{w, b}  0.5 * (||w||^2 + b^2) + C * sum_i max(0, 1 - y_i (w . x_i + s b))^2
+
+The bias is a weight on a constant feature ``s`` and is regularised like the others, as
+in LIBLINEAR; the reported intercept is ``s * b``.  Samples with target 0 (VOC
+"difficult") are left out of that label's loss, as the VOC devkit leaves them out of the
+evaluation.
+
+Solver (why this one): a truncated Newton method in the primal, as LIBLINEAR's primal
+solver (TRON) but vectorised over problems.  Every Hessian-vector product of every problem
+is two matrix-matrix products with the shared X, ``X @ V`` and ``X.T @ U`` with V, U of
+width L, which is what CPU BLAS and GPUs do fastest; a dual coordinate descent visits
+one sample at a time and cannot batch.  The loss is piecewise quadratic, so:
+
+- the Newton system ``(I + 2C X_A' X_A) p = -g`` over the margin violators A is solved by
+  conjugate gradients, stopped at a relative residual ``min(0.5, sqrt(||g|| / ||g0||))``
+  (a forcing term giving superlinear convergence, Eisenstat & Walker 1996);
+- the step length is the EXACT minimiser along ``p`` (a 1-D piecewise-quadratic problem,
+  found by safeguarded Newton on its piecewise-linear derivative, from ``X @ p`` that
+  CG accumulates for free), so no trust region is needed (Keerthi & DeCoste 2005);
+- no preconditioner: the diagonal one LIBLINEAR offers made CG slower on ReLU features
+  (more products for the same accuracy), as Hsia, Chiang & Lin (ACML 2018) also found
+  on many sets.
+
+A problem stops when ``||grad f(w)|| <= tol * max(min(#pos, #neg), 1) / #samples *
+||grad f(0)||``, LIBLINEAR's primal rule.  Newton steps are few
+(5 to 10 from zero, fewer from a warm start) and then exact to CG accuracy.
+Arithmetic runs in the dtype of X (float32 features train in float32).  The code uses
+only functions that numpy and CuPy share, so CuPy input trains on the GPU unchanged.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+
+from dnnstress._array import array_namespace, check_features, is_cupy_array, to_numpy
+
+__all__ = ["LinearSVM", "fit_linear_svms", "l2_normalize"]
+
+# Conjugate-gradient iterations per Newton step: CG is exact after d + 1 steps in exact
+# arithmetic; in practice the forcing term stops it after tens.
+_MAX_CG_ITER = 1000
+# Safeguarded Newton steps in the line search: the derivative is piecewise linear, so a
+# handful reach the exact root; bisection guarantees progress where Newton would not.
+_MAX_LINE_SEARCH_ITER = 60
+
+
+def l2_normalize(X):
+    """Scale every row of ``X`` (n, d) to unit Euclidean norm; zero rows stay zero.
+
+    Rows are first divided by their largest absolute value so that squaring cannot
+    overflow (large float32 values) or underflow (tiny ones) before the norm is taken.
+    Returns a new array of the same dtype and backend.
+    """
+    check_features(X, allow_empty=True)
+    xp = array_namespace(X)
+    peak = xp.max(xp.abs(X), axis=1, keepdims=True) if X.shape[1] else xp.zeros(
+        (X.shape[0], 1), dtype=X.dtype)
+    scaled = X / xp.where(peak > 0, peak, 1).astype(X.dtype)
+    norm = xp.sqrt((scaled * scaled).sum(axis=1, keepdims=True))
+    return scaled / xp.where(norm > 0, norm, 1).astype(X.dtype)
+
+
+def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=1000,
+                    warm_start=None):
+    """Train ``B * L`` L2-regularised squared-hinge linear SVMs at once.
+
+    Parameters
+    ----------
+    X : array of shape (B, n, d), floating
+        B versions (stressed configurations) of the same n training vectors.  Versions
+        of different widths are zero-padded to a common d: a column that is zero for
+        every sample enters the objective only through the regulariser ``0.5 w_j^2``, so
+        its optimal weight is exactly 0 and the other weights are those of the narrower
+        problem.  Strip the padding from ``W`` afterwards.
+    Y : array of shape (n, L) with values in {1, -1, 0}
+        Targets shared by all B versions: label l's problem uses the samples with
+        ``Y[:, l] != 0``.  One-vs-rest over classes is ``Y[i, l] = 1 if y_i == l else -1``.
+    C : float, default 1.0
+        Loss weight (LIBLINEAR's ``-c``).
+    intercept_scaling : float, default 1.0
+        Value s of the constant feature that carries the (regularised) bias.
+    tol : float, default 1e-4
+        Stop a problem when its gradient norm falls below ``tol`` times its value at 0,
+        times the fraction of the minority class (LIBLINEAR's primal stopping rule).
+    max_iter : int, default 1000
+        Maximum number of Newton iterations per problem.
+    warm_start : tuple (W0, b0) or None
+        Initial point, e.g. the solution of a neighbouring configuration (Q-2 with one
+        level fewer).  ``W0`` has shape (L, d') or (B, L, d') with d' <= d (missing
+        trailing columns start at 0), ``b0`` shape (L,) or (B, L), as returned.
+
+    Returns
+    -------
+    W : array of shape (B, L, d)
+        Weights (``coef_`` of each version).
+    b : array of shape (B, L)
+        Intercepts, ``intercept_scaling`` times the bias weight.
+    info : dict
+        ``n_iter`` (B, L) Newton iterations, ``converged`` (B, L) bool, ``objective``
+        (B, L) float64, as numpy arrays; ``n_hessian_products`` (int), the number of
+        batched Hessian-vector products (each costs two passes over X).
+    """
+    xp = array_namespace(X)
+    X = _check_batch(X, xp)
+    Y = _check_targets(Y, X.shape[1], xp)
+    _check_positive(C, "C")
+    _check_positive(intercept_scaling, "intercept_scaling", allow_zero=True)
+    _check_positive(tol, "tol")
+    max_iter = _check_max_iter(max_iter)
+    W, b = _initial_point(warm_start, X, Y.shape[1], intercept_scaling, xp)
+    problem = _Problem(X, Y, float(C), float(intercept_scaling))
+    W, b, info = _truncated_newton(problem, W, b, float(tol), max_iter)
+    coef = xp.ascontiguousarray(xp.swapaxes(W, 1, 2))
+    intercept = intercept_scaling * b[:, 0, :]
+    return coef, intercept, info
+
+
+class _Problem:
+    """The data of a batch: X (B, n, d), targets y and mask m (n, L), C and s.
+
+    Variables are pairs ``(W, b)`` with W of shape (B, d, L) (one column per problem,
+    so that products with X are matrix-matrix) and b of shape (B, 1, L).
+    """
+
+    def __init__(self, X, Y, C, s):
+        xp = array_namespace(X)
+        self.xp, self.X, self.C, self.s = xp, X, C, s
+        self.Xt = xp.swapaxes(X, 1, 2)  # a view: BLAS reads it transposed
+        self.y = Y.astype(X.dtype)
+        self.m = (Y != 0).astype(X.dtype)
+
+    def margins(self, W, b):
+        """``z = X w + s b`` for every sample and problem, shape (B, n, L)."""
+        return self.xp.matmul(self.X, W) + self.s * b
+
+    def hinge(self, z):
+        """Masked margin violations ``v = m * max(0, 1 - y z)``."""
+        return self.m * self.xp.maximum(1 - self.y * z, 0)
+
+    def gradient(self, W, b, v):
+        """Gradient of the objective at (W, b), given its violations ``v``."""
+        r = self.y * v
+        gW = W - 2 * self.C * self.xp.matmul(self.Xt, r)
+        gb = b - 2 * self.C * self.s * r.sum(axis=1, keepdims=True)
+        return gW, gb
+
+    def objective(self, W, b, v):
+        """Objective of every problem, shape (B, L), summed in float64."""
+        xp = self.xp
+        reg = _pair_dot(W, b, W, b)[:, 0, :].astype(xp.float64)
+        return 0.5 * reg + self.C * (v * v).sum(axis=1, dtype=xp.float64)
+
+    def hessian_product(self, D, dW, db):
+        """``H d`` with the generalised Hessian ``I + 2C X_A' X_A`` (A: ``D == 1``).
+
+        Also returns ``u = X d + s db`` (before masking), which CG accumulates into
+        ``X p`` for the line search.
+        """
+        u = self.xp.matmul(self.X, dW) + self.s * db
+        Du = D * u
+        HdW = dW + 2 * self.C * self.xp.matmul(self.Xt, Du)
+        Hdb = db + 2 * self.C * self.s * Du.sum(axis=1, keepdims=True)
+        return HdW, Hdb, u
+
+
+def _truncated_newton(problem, W, b, tol, max_iter):
+    """Newton-CG with exact line search, all problems in lockstep (see module doc)."""
+    xp = problem.xp
+    eps = float(np.finfo(W.dtype).eps)
+    z = problem.margins(W, b)
+    g0W, g0b = problem.gradient(xp.zeros_like(W), xp.zeros_like(b),
+                                problem.hinge(xp.zeros_like(z)))
+    # LIBLINEAR's primal stopping rule (so tol means what it means for LinearSVC with
+    # dual=False): ||g|| <= tol * max(min(#pos, #neg), 1) / #samples * ||g(0)||.
+    n_pos = (problem.y > 0).sum(axis=0)
+    n_neg = (problem.y < 0).sum(axis=0)
+    balance = xp.maximum(xp.minimum(n_pos, n_neg), 1) / xp.maximum(n_pos + n_neg, 1)
+    g0_norm = xp.sqrt(_pair_dot(g0W, g0b, g0W, g0b))
+    threshold = tol * balance.astype(W.dtype) * g0_norm
+    n_iter = xp.zeros(g0_norm.shape, dtype=xp.int64)
+    stalled = xp.zeros(g0_norm.shape, dtype=bool)
+    n_products = 0
+    for iteration in range(max_iter + 1):
+        v = problem.hinge(z)
+        gW, gb = problem.gradient(W, b, v)
+        g_norm = xp.sqrt(_pair_dot(gW, gb, gW, gb))
+        converged = g_norm <= threshold
+        todo = ~converged & ~stalled
+        if iteration == max_iter or not bool(todo.any()):
+            break
+        n_iter += todo
+        D = ((v > 0) & todo).astype(W.dtype)
+        forcing = xp.minimum(xp.sqrt(g_norm / _nonzero(g0_norm)), 0.5)
+        pW, pb, Xp, n_cg = _conjugate_gradient(problem, D, gW, gb, todo, forcing * g_norm)
+        n_products += n_cg
+        t, decrease = _exact_line_search(problem, W, b, z, pW, pb, Xp, v)
+        t = xp.where(todo, t, 0)
+        # Below the precision of the dtype the objective stops decreasing: give up on
+        # that problem rather than loop to max_iter (reported as not converged).
+        stalled |= todo & (decrease <= 10 * eps * problem.objective(W, b, v)[:, None, :])
+        W = W + t * pW
+        b = b + t * pb
+        z = z + t * Xp
+    info = {
+        "n_iter": to_numpy(n_iter[:, 0, :]),
+        "converged": to_numpy(converged[:, 0, :]),
+        "objective": to_numpy(problem.objective(W, b, v)),
+        "n_hessian_products": n_products,
+    }
+    return W, b, info
+
+
+def _conjugate_gradient(problem, D, gW, gb, todo, threshold):
+    """Approximate Newton direction: CG on ``H p = -g`` until ``||r|| <= threshold``.
+
+    Returns the direction, ``X p + s pb`` (accumulated from CG's own products, saving
+    one pass over X) and the number of batched Hessian products used.
+    """
+    xp = problem.xp
+    pW, pb = xp.zeros_like(gW), xp.zeros_like(gb)
+    Xp = xp.zeros(problem.X.shape[:2] + gW.shape[2:], dtype=gW.dtype)
+    rW, rb = -gW, -gb
+    dW, db = rW, rb
+    rr = _pair_dot(rW, rb, rW, rb)
+    active = todo & (xp.sqrt(rr) > threshold)
+    n_products = 0
+    while bool(active.any()) and n_products < _MAX_CG_ITER:
+        HdW, Hdb, u = problem.hessian_product(D, dW, db)
+        n_products += 1
+        curvature = _pair_dot(dW, db, HdW, Hdb)
+        alpha = xp.where(active, rr / _nonzero(curvature), 0)
+        pW, pb, Xp = pW + alpha * dW, pb + alpha * db, Xp + alpha * u
+        rW, rb = rW - alpha * HdW, rb - alpha * Hdb
+        rr_new = _pair_dot(rW, rb, rW, rb)
+        active = active & (xp.sqrt(rr_new) > threshold)
+        beta = xp.where(active, rr_new / _nonzero(rr), 0)
+        rr = rr_new
+        dW, db = rW + beta * dW, rb + beta * db
+    return pW, pb, Xp, n_products
+
+
+def _exact_line_search(problem, W, b, z, pW, pb, Xp, v):
+    """Minimise ``f(w + t p)`` over t > 0 for every problem; returns t and the decrease.
+
+    ``f`` along p is convex and piecewise quadratic, its derivative piecewise linear and
+    increasing, so Newton's step is exact once on the right piece.  The root is bracketed
+    (``phi'(0) < 0`` for a descent direction) and Newton steps leaving the bracket are
+    replaced by bisection (or doubling while no upper end is known).
+    """
+    xp, C, y, m = problem.xp, problem.C, problem.y, problem.m
+    wp = _pair_dot(W, b, pW, pb)
+    pp = _pair_dot(pW, pb, pW, pb)
+    shape = wp.shape
+    t = xp.ones(shape, dtype=W.dtype)
+    lo = xp.zeros(shape, dtype=W.dtype)
+    hi = xp.full(shape, xp.inf, dtype=W.dtype)
+    eps = float(np.finfo(W.dtype).eps)
+    for _ in range(_MAX_LINE_SEARCH_ITER):
+        viol = m * xp.maximum(1 - y * (z + t * Xp), 0)
+        slope = wp + t * pp - 2 * C * (y * Xp * viol).sum(axis=1, keepdims=True)
+        curvature = pp + 2 * C * ((viol > 0) * Xp * Xp).sum(axis=1, keepdims=True)
+        lo = xp.where(slope <= 0, t, lo)
+        hi = xp.where(slope >= 0, t, hi)
+        step = t - slope / _nonzero(curvature)
+        inside = (step > lo) & (step < hi)
+        fallback = xp.where(xp.isinf(hi), 2 * t, 0.5 * (lo + hi))
+        t_next = xp.where(inside, step, fallback)
+        done = xp.abs(t_next - t) <= 4 * eps * t
+        t = t_next
+        if bool(done.all()):
+            break
+    viol = m * xp.maximum(1 - y * (z + t * Xp), 0)
+    loss_change = C * ((viol * viol).sum(axis=1, keepdims=True) - (v * v).sum(
+        axis=1, keepdims=True))
+    decrease = -(t * wp + 0.5 * t * t * pp + loss_change)
+    return t, decrease
+
+
+def _pair_dot(aW, ab, cW, cb):
+    """Inner product of pairs (W, b) per problem, shape (B, 1, L)."""
+    return (aW * cW).sum(axis=1, keepdims=True) + ab * cb
+
+
+def _nonzero(a):
+    """``a`` with zeros replaced by 1: a safe divisor where the quotient is masked."""
+    return array_namespace(a).where(a != 0, a, 1)
+
+
+def _check_batch(X, xp):
+    if not (isinstance(X, np.ndarray) or is_cupy_array(X)):
+        raise TypeError(f"X must be a numpy or CuPy array, got {type(X).__name__}")
+    if X.ndim != 3:
+        raise ValueError(f"X must be 3-D (versions x samples x features), got shape "
+                         f"{X.shape}; use X[None] for a single training set")
+    if X.shape[0] == 0:
+        raise ValueError("X holds no versions (shape[0] == 0)")
+    check_features(X.reshape(X.shape[0] * X.shape[1], X.shape[2]), name="X")
+    return X
+
+
+def _check_targets(Y, n_samples, xp):
+    if not (isinstance(Y, np.ndarray) or is_cupy_array(Y)):
+        raise TypeError(f"Y must be a numpy or CuPy array, got {type(Y).__name__}")
+    if Y.ndim != 2 or Y.shape[0] != n_samples or Y.shape[1] == 0:
+        raise ValueError(f"Y must have shape (n_samples={n_samples}, n_labels >= 1), "
+                         f"got {Y.shape}")
+    Y = xp.asarray(to_numpy(Y) if xp is np else Y)
+    if not bool(((Y == 1) | (Y == -1) | (Y == 0)).all()):
+        raise ValueError("Y must contain only 1 (positive), -1 (negative) and 0 (ignored)")
+    return Y
+
+
+def _check_positive(value, name, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not (np.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, "
+                         f"got {value}")
+
+
+def _check_max_iter(max_iter):
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral):
+        raise TypeError(f"max_iter must be an integer, got {max_iter!r}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    return int(max_iter)
+
+
+def _initial_point(warm_start, X, n_labels, s, xp):
+    """Zero, or the warm start reshaped to the solver layout (B, d, L) and (B, 1, L)."""
+    n_versions, _, d = X.shape
+    W = xp.zeros((n_versions, d, n_labels), dtype=X.dtype)
+    b = xp.zeros((n_versions, 1, n_labels), dtype=X.dtype)
+    if warm_start is None:
+        return W, b
+    try:
+        W0, b0 = warm_start
+    except (TypeError, ValueError):
+        raise TypeError("warm_start must be a pair (W0, b0) or None") from None
+    W0 = xp.asarray(W0, dtype=X.dtype)
+    b0 = xp.asarray(b0, dtype=X.dtype)
+    if W0.ndim == 2:
+        W0 = W0[None]
+    if b0.ndim == 1:
+        b0 = b0[None]
+    if (W0.ndim != 3 or W0.shape[0] not in (1, n_versions) or W0.shape[1] != n_labels
+            or W0.shape[2] > d):
+        raise ValueError(f"warm_start W0 must have shape ({n_labels}, <= {d}) or "
+                         f"({n_versions}, {n_labels}, <= {d}), got {W0.shape}")
+    if b0.ndim != 2 or b0.shape[0] not in (1, n_versions) or b0.shape[1] != n_labels:
+        raise ValueError(f"warm_start b0 must have shape ({n_labels},) or "
+                         f"({n_versions}, {n_labels}), got {b0.shape}")
+    if not bool(xp.isfinite(W0).all() and xp.isfinite(b0).all()):
+        raise ValueError("warm_start contains NaN or infinite values")
+    W[:, :W0.shape[2], :] = xp.swapaxes(W0, 1, 2)
+    if s > 0:  # with s == 0 the bias weight is irrelevant and stays 0
+        b[:, 0, :] = b0 / s
+    return W, b
+
+
+class LinearSVM(BaseEstimator):
+    """One-vs-rest linear SVM with LIBLINEAR's (and ``LinearSVC``'s) objective.
+
+    Parameters
+    ----------
+    C : float, default 1.0
+        Loss weight; the paper uses LIBLINEAR's default C = 1.
+    tol : float, default 1e-4
+        Relative gradient-norm tolerance (see :func:`fit_linear_svms`).
+    max_iter : int, default 1000
+        Maximum Newton iterations.
+    intercept_scaling : float, default 1.0
+        The constant feature that carries the regularised bias, as in ``LinearSVC``.
+
+    Attributes
+    ----------
+    coef_ : array of shape (L, d)
+    intercept_ : array of shape (L,)
+    classes_ : numpy array of shape (L,)
+        The class labels (1-D targets) or ``arange(L)`` (multi-label targets).
+    multilabel_ : bool
+        True when fitted on a 2-D {1, -1, 0} target matrix.
+    n_iter_ : int
+        Newton iterations of the slowest label.
+    n_features_in_ : int
+
+    Notes
+    -----
+    Binary 1-D targets also train one model per class (two, mirror images of each
+    other) so that ``decision_function`` always has one column per class.
+    """
+
+    def __init__(self, C=1.0, tol=1e-4, max_iter=1000, intercept_scaling=1.0):
+        self.C = C
+        self.tol = tol
+        self.max_iter = max_iter
+        self.intercept_scaling = intercept_scaling
+
+    def fit(self, X, y):
+        """Train one model per class (1-D ``y``) or per label column (2-D ``y``)."""
+        check_features(X)
+        xp = array_namespace(X)
+        Y, self.classes_, self.multilabel_ = _encode_targets(y, X.shape[0], xp)
+        W, b, info = fit_linear_svms(
+            X[None], Y, C=self.C, intercept_scaling=self.intercept_scaling, tol=self.tol,
+            max_iter=self.max_iter)
+        if not info["converged"].all():
+            warnings.warn(f"LinearSVM did not converge to tol={self.tol} for "
+                          f"{int((~info['converged']).sum())} label(s); increase max_iter "
+                          "or tol", ConvergenceWarning, stacklevel=2)
+        self.coef_, self.intercept_ = W[0], b[0]
+        self.n_iter_ = int(info["n_iter"].max())
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def decision_function(self, X):
+        """Scores ``X @ coef_.T + intercept_``, shape (n, L)."""
+        if not hasattr(self, "coef_"):
+            raise ValueError("this LinearSVM is not fitted yet: call fit first")
+        check_features(X, n_features=self.n_features_in_)
+        return X @ self.coef_.T + self.intercept_
+
+    def predict(self, X):
+        """Class of the highest score (1-D targets) or the sign matrix in {1, -1}."""
+        scores = self.decision_function(X)
+        xp = array_namespace(scores)
+        if self.multilabel_:
+            return xp.where(scores > 0, 1, -1).astype(xp.int8)
+        best = xp.argmax(scores, axis=1)
+        if xp is np:
+            return self.classes_[best]
+        return xp.asarray(self.classes_)[best]
+
+
+def _encode_targets(y, n_samples, xp):
+    """The (n, L) {1, -1, 0} matrix for ``y``, the class labels and the multi-label flag."""
+    if not (isinstance(y, np.ndarray) or is_cupy_array(y)):
+        y = np.asarray(y)
+    if y.shape[:1] != (n_samples,):
+        raise ValueError(f"y has {y.shape[0] if y.ndim else 0} rows but X has {n_samples}")
+    if y.ndim == 2:
+        return y, np.arange(y.shape[1]), True
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D classes or a 2-D label matrix, got shape {y.shape}")
+    y_host = to_numpy(y)
+    classes = np.unique(y_host)
+    if classes.size < 2:
+        raise ValueError(f"y needs samples of at least 2 classes, got {classes.size}")
+    Y = np.where(y_host[:, None] == classes[None, :], 1, -1).astype(np.int8)
+    return xp.asarray(Y), classes, False

@@ -1,0 +1,222 @@
+"""LinearSVM and the batched solver against scikit-learn's LinearSVC (LIBLINEAR)."""
+
+import numpy as np
+import pytest
+from sklearn.svm import LinearSVC
+
+from dnnstress._array import to_numpy
+from dnnstress.classify import LinearSVM, fit_linear_svms, l2_normalize
+
+
+def objective(w, b, X, y, C=1.0, s=1.0):
+    """LIBLINEAR's L2-loss SVC primal, written out; samples with y == 0 are left out."""
+    X, y = X[y != 0].astype(np.float64), y[y != 0]
+    bias = b / s  # the weight on the constant feature s
+    hinge = np.maximum(0.0, 1.0 - y * (X @ w + b))
+    return 0.5 * (w @ w + bias * bias) + C * np.sum(hinge**2)
+
+
+def liblinear(X, y, C=1.0, s=1.0):
+    """The reference: one LinearSVC on the samples with a non-zero binary target."""
+    keep = y != 0
+    svc = LinearSVC(C=C, intercept_scaling=s, tol=1e-5, max_iter=100_000)
+    svc.fit(X[keep].astype(np.float64), y[keep])
+    return svc.coef_[0], svc.intercept_[0]
+
+
+def relu_features(rng, n, d, n_labels, signal):
+    """Nonnegative, L2-normalised features whose labels a linear model partly predicts."""
+    labels = rng.random((n, n_labels)) < 0.3
+    latent = labels @ rng.standard_normal((n_labels, 16)) * signal + rng.standard_normal(
+        (n, 16))
+    X = np.maximum(latent @ rng.standard_normal((16, d)) + rng.standard_normal((n, d)) - 0.5,
+                   0)
+    return l2_normalize(X), np.where(labels, 1, -1).astype(np.int8)
+
+
+def data_sets():
+    """(name, train X, train Y (n, L) in {1,-1,0}, test X), deliberately varied."""
+    rng = np.random.default_rng(0)
+    sets = []
+    # Separable: two well-apart clouds, few samples (n < d, the dual regime of LIBLINEAR).
+    centre = rng.standard_normal(40) * 3
+    X = np.vstack([rng.standard_normal((30, 40)) + centre, rng.standard_normal((30, 40))])
+    y = np.repeat([1, -1], 30)[:, None].astype(np.int8)
+    sets.append(("separable", X, y, rng.standard_normal((200, 40)) + centre / 2))
+    # Overlapping binary problem on ReLU-like features, float32.
+    X, Y = relu_features(rng, 500, 60, 1, signal=0.5)
+    sets.append(("overlapping", X[:300].astype(np.float32), Y[:300], X[300:]))
+    # Multi-label with ignored (0) entries, float64.
+    X, Y = relu_features(rng, 600, 80, 4, signal=1.0)
+    Y[rng.random(Y.shape) < 0.1] = 0
+    sets.append(("multilabel", X[:400], Y[:400], X[400:]))
+    return sets
+
+
+@pytest.mark.parametrize("name, X, Y, X_test", data_sets(), ids=lambda v: v if isinstance(
+    v, str) else "")
+def test_matches_liblinear_objective_and_predictions(name, X, Y, X_test):
+    W, b, info = fit_linear_svms(X[None], Y)
+    assert info["converged"].all()
+    for label in range(Y.shape[1]):
+        w_ref, b_ref = liblinear(X, Y[:, label])
+        ours = objective(W[0, label].astype(np.float64), float(b[0, label]), X, Y[:, label])
+        ref = objective(w_ref, b_ref, X, Y[:, label])
+        assert abs(ours - ref) <= 1e-3 * ref, (name, label, ours, ref)
+        np.testing.assert_allclose(info["objective"][0, label], ours, rtol=1e-4)
+        agree = np.mean(np.sign(X_test @ W[0, label] + b[0, label])
+                        == np.sign(X_test @ w_ref + b_ref))
+        assert agree >= 0.99, (name, label, agree)
+
+
+@pytest.mark.parametrize("C, s", [(0.1, 1.0), (10.0, 0.5), (1.0, 3.0)])
+def test_c_and_intercept_scaling_follow_liblinear(C, s):
+    X, Y = relu_features(np.random.default_rng(1), 300, 30, 1, signal=0.7)
+    W, b, _ = fit_linear_svms(X[None], Y, C=C, intercept_scaling=s, tol=1e-6)
+    w_ref, b_ref = liblinear(X, Y[:, 0], C=C, s=s)
+    ours = objective(W[0, 0], b[0, 0], X, Y[:, 0], C, s)
+    ref = objective(w_ref, b_ref, X, Y[:, 0], C, s)
+    assert abs(ours - ref) <= 1e-5 * ref
+    np.testing.assert_allclose(b[0, 0], b_ref, atol=1e-3 * max(1.0, abs(b_ref)))
+
+
+def test_multiclass_estimator_matches_sklearn_one_vs_rest():
+    rng = np.random.default_rng(2)
+    means = rng.standard_normal((4, 20)) * 1.5
+    classes = np.array(["cat", "dog", "emu", "yak"])
+    index = rng.integers(0, 4, 500)
+    X = means[index] + rng.standard_normal((500, 20))
+    y = classes[index]
+    svm = LinearSVM().fit(X[:350], y[:350])
+    ref = LinearSVC(C=1.0, tol=1e-5, max_iter=100_000).fit(X[:350], y[:350])
+    np.testing.assert_array_equal(svm.classes_, ref.classes_)
+    assert svm.coef_.shape == (4, 20) and svm.intercept_.shape == (4,)
+    for k in range(4):
+        target = np.where(y[:350] == classes[k], 1, -1)
+        ours = objective(svm.coef_[k], svm.intercept_[k], X[:350], target)
+        theirs = objective(ref.coef_[k], ref.intercept_[k], X[:350], target)
+        assert abs(ours - theirs) <= 1e-3 * theirs
+    assert np.mean(svm.predict(X[350:]) == ref.predict(X[350:])) >= 0.99
+    assert svm.decision_function(X[350:]).shape == (150, 4)
+
+
+def test_multilabel_estimator_predicts_signs():
+    X, Y = relu_features(np.random.default_rng(3), 200, 30, 3, signal=2.0)
+    svm = LinearSVM().fit(X, Y)
+    assert svm.multilabel_ and list(svm.classes_) == [0, 1, 2]
+    prediction = svm.predict(X)
+    np.testing.assert_array_equal(prediction, np.where(svm.decision_function(X) > 0, 1, -1))
+    assert np.mean(prediction == Y) > 0.8  # strong signal: mostly right on training data
+
+
+def test_batch_equals_one_by_one_and_zero_padding_is_inert():
+    rng = np.random.default_rng(4)
+    X, Y = relu_features(rng, 300, 40, 3, signal=0.8)
+    narrow = l2_normalize(X[:, :25])
+    padded = np.concatenate([narrow, np.zeros((300, 15))], axis=1)
+    quantized = l2_normalize(np.round(X * 4) / 4)
+    batch = np.stack([X, padded, quantized])
+    W, b, info = fit_linear_svms(batch, Y, tol=1e-8)
+    assert info["n_iter"].shape == (3, 3) and info["converged"].all()
+    for k, version in enumerate([X, narrow, quantized]):
+        W1, b1, _ = fit_linear_svms(version[None], Y, tol=1e-8)
+        d = version.shape[1]
+        np.testing.assert_allclose(W[k, :, :d], W1[0], atol=1e-6)
+        np.testing.assert_allclose(b[k], b1[0], atol=1e-6)
+    np.testing.assert_array_equal(W[1, :, 25:], 0.0)
+
+
+def test_warm_start_reaches_the_same_solution():
+    rng = np.random.default_rng(5)
+    X, Y = relu_features(rng, 300, 40, 3, signal=0.8)
+    neighbour = l2_normalize(np.round(X * 8) / 8)  # a Q-style neighbouring configuration
+    W_cold, b_cold, cold = fit_linear_svms(X[None], Y, tol=1e-8)
+    W_near, b_near, _ = fit_linear_svms(neighbour[None], Y, tol=1e-4)
+    W_warm, b_warm, warm = fit_linear_svms(X[None], Y, tol=1e-8,
+                                           warm_start=(W_near[0], b_near[0]))
+    np.testing.assert_allclose(W_warm, W_cold, atol=1e-6)
+    np.testing.assert_allclose(b_warm, b_cold, atol=1e-6)
+    assert warm["n_iter"].sum() <= cold["n_iter"].sum()
+    # Started at its own solution, nothing is left to do.
+    _, _, again = fit_linear_svms(X[None], Y, tol=1e-4, warm_start=(W_cold[0], b_cold[0]))
+    assert again["n_iter"].sum() == 0 and again["n_hessian_products"] == 0
+
+
+def test_narrow_warm_start_is_zero_padded():
+    X, Y = relu_features(np.random.default_rng(6), 200, 30, 2, signal=0.8)
+    W_narrow, b_narrow, _ = fit_linear_svms(X[None, :, :20], Y)
+    W, b, _ = fit_linear_svms(X[None], Y, tol=1e-8, warm_start=(W_narrow[0], b_narrow[0]))
+    W_ref, b_ref, _ = fit_linear_svms(X[None], Y, tol=1e-8)
+    np.testing.assert_allclose(W, W_ref, atol=1e-6)
+
+
+def test_degenerate_problems_are_solved_not_nan():
+    n = 50
+    Y = np.stack([np.repeat([1, -1], 25), np.zeros(n), -np.ones(n)], axis=1).astype(np.int8)
+    X = np.zeros((1, n, 5))  # all-zero features (the paper's h = 1 case): only the bias
+    W, b, info = fit_linear_svms(X, Y)
+    assert info["converged"].all()
+    np.testing.assert_array_equal(W, 0.0)
+    # Balanced labels: bias 0; all ignored: nothing to fit; all negative: b minimises
+    # 0.5 b^2 + n (1 + b)^2, so b = -2n / (1 + 2n).
+    np.testing.assert_allclose(b[0], [0.0, 0.0, -2 * n / (1 + 2 * n)], atol=1e-9)
+
+
+def test_float32_stays_float32():
+    X, Y = relu_features(np.random.default_rng(7), 100, 10, 2, signal=1.0)
+    W, b, _ = fit_linear_svms(X[None].astype(np.float32), Y)
+    assert W.dtype == np.float32 and b.dtype == np.float32
+
+
+@pytest.mark.parametrize("X, Y, kwargs, error, match", [
+    (np.ones((5, 3)), np.ones((5, 1)), {}, ValueError, "3-D"),
+    (np.ones((1, 5, 3)), np.full((5, 1), 2), {}, ValueError, "only 1"),
+    (np.ones((1, 5, 3)), np.ones((4, 1)), {}, ValueError, "shape"),
+    (np.ones((1, 5, 3), dtype=np.int64), np.ones((5, 1)), {}, TypeError, "dtype"),
+    (np.full((1, 5, 3), np.nan), np.ones((5, 1)), {}, ValueError, "NaN"),
+    (np.ones((1, 5, 3)), np.ones((5, 1)), {"C": 0.0}, ValueError, "C must be"),
+    (np.ones((1, 5, 3)), np.ones((5, 1)), {"max_iter": 0}, ValueError, "max_iter"),
+    (np.ones((1, 5, 3)), np.ones((5, 1)), {"warm_start": (np.ones((1, 4)), np.ones(1))},
+     ValueError, "warm_start"),
+])
+def test_bad_input_is_refused_clearly(X, Y, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fit_linear_svms(X, Y, **kwargs)
+
+
+def test_estimator_refuses_single_class_and_unfitted_use():
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LinearSVM().fit(np.ones((4, 2)), np.zeros(4))
+    with pytest.raises(ValueError, match="not fitted"):
+        LinearSVM().predict(np.ones((4, 2)))
+
+
+def test_estimator_follows_the_sklearn_contract():
+    from sklearn.base import clone
+    svm = LinearSVM(C=0.5, tol=1e-3)
+    assert clone(svm).get_params() == {"C": 0.5, "tol": 1e-3, "max_iter": 1000,
+                                       "intercept_scaling": 1.0}
+    X, Y = relu_features(np.random.default_rng(8), 50, 5, 1, signal=1.0)
+    assert svm.fit(X, Y) is svm and svm.n_features_in_ == 5
+
+
+def test_l2_normalize():
+    X = np.array([[3.0, 4.0], [0.0, 0.0], [1e30, 1e30]], dtype=np.float32)
+    out = l2_normalize(X)
+    assert out.dtype == np.float32
+    expected = np.array([[0.6, 0.8], [0.0, 0.0], [2**-0.5, 2**-0.5]])
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="2-D"):
+        l2_normalize(np.ones(3))
+
+
+@pytest.mark.gpu
+def test_cupy_matches_numpy(cupy):
+    X, Y = relu_features(np.random.default_rng(9), 300, 40, 3, signal=0.8)
+    W, b, _ = fit_linear_svms(X[None], Y, tol=1e-8)
+    W_gpu, b_gpu, _ = fit_linear_svms(cupy.asarray(X[None]), cupy.asarray(Y), tol=1e-8)
+    assert type(W_gpu).__module__.startswith("cupy")
+    np.testing.assert_allclose(to_numpy(W_gpu), W, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(b_gpu), b, atol=1e-6)
+    svm = LinearSVM().fit(cupy.asarray(X), cupy.asarray(Y))
+    assert type(svm.predict(cupy.asarray(X))).__module__.startswith("cupy")
