@@ -1,0 +1,48 @@
+"""``dnnstress report DIR``: Table 3, the paper's figures and the headline of a sweep."""
+
+from __future__ import annotations
+
+import argparse
+
+from dnnstress.report import format_summary, write_report
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "report", help="write Table 3 and the figures of a sweep folder",
+        description="Read DIR/results.csv and write DIR/table3.md, DIR/table3.csv and the "
+                    "figures (fig2_dr.png, fig4_q.png, fig5_fc.png, fig_qb.png) of the "
+                    "experiments present; print Table 3 and the best compression within "
+                    "1 %% of the score. The authors' curves (VGG-M, VOC 2007) are drawn "
+                    "dashed when their CSV folder is found.")
+    parser.add_argument("directory", metavar="DIR", help="sweep folder (dnnstress sweep --out)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--authors", metavar="PATH",
+                        help="folder of the authors' result CSVs (default: "
+                             "$DNNSTRESS_AUTHORS_RESULTS or ../shared/reference/"
+                             "authors-results beside the repository, if present)")
+    source.add_argument("--no-authors", action="store_true",
+                        help="do not draw the authors' curves")
+    parser.add_argument("--losses", type=_parse_losses, default="1,2,3,4,5", metavar="LIST",
+                        help="Table 3 loss columns in percent (default %(default)s)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args) -> int:
+    authors = False if args.no_authors else args.authors
+    summary = write_report(args.directory, authors=authors, losses=args.losses)
+    print(format_summary(summary))
+    print("Wrote " + ", ".join(summary["files"]))
+    return 0
+
+
+def _parse_losses(text: str) -> tuple[float, ...]:
+    """'1,2,3' (percent) -> (0.01, 0.02, 0.03)."""
+    try:
+        losses = tuple(float(item) / 100 for item in text.split(",") if item.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"losses must be numbers in percent, got {text!r}")
+    if not losses or any(not 0 <= loss < 1 for loss in losses):
+        raise argparse.ArgumentTypeError(f"losses must be in [0, 100) percent, got {text!r}")
+    return losses

@@ -1,0 +1,194 @@
+"""The paper's figures from result rows: Fig. 2 (DR), Fig. 4 (Q), Fig. 5 (FC) and Q-B.
+
+Every curve shows the score relative to the run's own baseline, in percent, so that our
+runs and the authors' (``paper=`` rows from :mod:`dnnstress.authors`, drawn dashed) compare
+even on different data sets or models.  Figures are built on :class:`matplotlib.figure.Figure`
+directly, without pyplot: no global state and no interactive backend, PNG goes through Agg.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from dnnstress.stress.accounting import bits_for_levels
+from dnnstress.table3 import EXPERIMENT_NAMES, baseline_score, best_compression, \
+    nominal_kept_fraction
+
+# The paper's Fig. 5 marks (circle, square, cross) are the best compression within 3 %,
+# 1 % and 0.5 % loss: 99.1 %, 98.4 % and 96.9 % at 97.8 %, 99.1 % and 99.6 % of the score.
+FC_MARKS = ((0.03, "o"), (0.01, "s"), (0.005, "X"))
+
+_COLORS = {"dr1": "tab:blue", "dr2": "tab:orange", "q1": "tab:blue", "q2": "tab:orange",
+           "qb": "tab:green"}
+
+
+def save_figure(figure: Figure, path, dpi: int = 130) -> Path:
+    """Write ``figure`` as PNG (or the format of ``path``'s suffix) and return the path."""
+    path = Path(path)
+    figure.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def fig2_dimensionality(rows, paper=None) -> Figure:
+    """Fig. 2: relative score vs share of dimensions kept, DR-1 (mean +- std) and DR-2."""
+    return _curves(rows, paper, ("dr1", "dr2"), _kept_percent,
+                   xlabel="dimensions kept (% of the original)",
+                   title="Dimensionality reduction (DR)")
+
+
+def fig4_quantization(rows, paper=None) -> Figure:
+    """Fig. 4: relative score vs number of values h, Q-1 and Q-2, baseline dashed."""
+    return _curves(rows, paper, ("q1", "q2"), lambda p: p["n_levels"],
+                   xlabel="number of values h", title="Quantization (Q)")
+
+
+def fig_qb(rows, paper=None) -> Figure:
+    """Supplementary Q-B: relative score vs mantissa bits erased from float64 values."""
+    return _curves(rows, paper, ("qb",), lambda p: p["erased_bits"],
+                   xlabel="lowest bits erased (of 64, float64)", title="Bit erasure (Q-B)")
+
+
+def fig5_feature_compression(rows, paper=None, marks=FC_MARKS) -> Figure:
+    """Fig. 5: FC heat map of the relative score over kept dimensions x values h.
+
+    ``marks`` pairs a loss with a marker: the best compression within that loss is marked
+    and labelled with its compression rate.  With ``paper`` rows, the authors' map is drawn
+    beside ours on the same colour scale.
+    """
+    panels = [(rows, "this run")]
+    if paper is not None:
+        panels.append((paper, _paper_label(paper)))
+    grids = [_fc_grid(panel_rows) for panel_rows, _ in panels]
+    # Below 90 % the map only says "bad"; clipping there keeps the flat top readable.
+    high = max(100.0, max(np.nanmax(grid[2]) for grid in grids))
+    low = min(np.nanmin(grid[2]) for grid in grids)
+    norm = Normalize(vmin=min(max(low, 90.0), high - 1.0), vmax=high)
+    figure = Figure(figsize=(6.5 * len(panels) + 1.0, 5.6), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (panel_rows, label), (dims, levels, grid) in zip(axes, panels, grids):
+        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", norm=norm)
+        n = int(panel_rows[0]["n_features"])
+        ax.set_xticks(range(len(levels)), [str(h) for h in levels], fontsize=7)
+        ax.set_yticks(range(len(dims)), [f"{k} ({100 * k / n:.0f} %)" for k in dims])
+        ax.set_xlabel("number of values h (Q-2)")
+        ax.set_ylabel("dimensions kept (DR-2)")
+        ax.set_title(f"Feature compression (FC), {label}\n"
+                     f"baseline {_baseline_text(panel_rows)}")
+        _mark_best(ax, panel_rows, dims, levels, marks)
+        # Below the map: the marks sit in the bottom rows, where a legend would hide them.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
+    figure.colorbar(image, ax=list(axes), label="score relative to baseline (%)",
+                    extend="min")
+    return figure
+
+
+def _curves(rows, paper, experiments, x_of, *, xlabel, title):
+    present = [e for e in experiments if any(r["experiment"] == e for r in rows)]
+    if not present:
+        raise ValueError(f"no rows for {', '.join(experiments)}: nothing to plot")
+    figure = Figure(figsize=(7.0, 4.5), layout="constrained")
+    ax = figure.subplots()
+    for experiment in present:
+        _plot_series(ax, rows, experiment, x_of, linestyle="-", marker="o",
+                     label=EXPERIMENT_NAMES[experiment])
+    if paper is not None:
+        for experiment in present:
+            if any(r["experiment"] == experiment for r in paper):
+                _plot_series(ax, paper, experiment, x_of, linestyle="--", marker=None,
+                             label=f"{EXPERIMENT_NAMES[experiment]}, {_paper_label(paper)}")
+    ax.axhline(100.0, color="black", linestyle="--", linewidth=1.0,
+               label=f"baseline ({_baseline_text(rows)})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("score relative to baseline (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return figure
+
+
+def _plot_series(ax, rows, experiment, x_of, *, linestyle, marker, label):
+    """One curve: mean relative score per point, shaded +- one std where repeats exist."""
+    x, mean, std = _series(rows, experiment, x_of)
+    color = _COLORS.get(experiment)
+    ax.plot(x, mean, linestyle=linestyle, marker=marker, markersize=3, color=color,
+            label=label)
+    if np.any(std > 0):
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+
+
+def _series(rows, experiment, x_of):
+    """x, mean and std (percent of baseline) of ``experiment``'s points, sorted by x.
+
+    The std is over repeats (ddof=1, as MATLAB's ``std`` the authors used), or the
+    published ``score_std`` for the authors' already-averaged rows.
+    """
+    baseline = baseline_score(rows)
+    groups = defaultdict(list)
+    for row in rows:
+        if row["experiment"] == experiment:
+            groups[x_of(row)].append(row)
+    x = sorted(groups)
+    mean = np.array([np.mean([r["score"] for r in groups[k]]) for k in x]) / baseline
+    std = np.array([_spread(groups[k]) for k in x]) / baseline
+    return np.asarray(x, dtype=float), 100 * mean, 100 * std
+
+
+def _spread(group):
+    if len(group) > 1:
+        return float(np.std([r["score"] for r in group], ddof=1))
+    return group[0].get("score_std") or 0.0
+
+
+def _kept_percent(row):
+    return 100 * nominal_kept_fraction(int(row["kept_dims"]), int(row["n_features"]))
+
+
+def _fc_grid(rows):
+    """(kept dims, values h, relative score in % with NaN where no point was run)."""
+    baseline = baseline_score(rows)
+    fc = [r for r in rows if r["experiment"] == "fc"]
+    if not fc:
+        raise ValueError("no 'fc' rows: nothing to plot")
+    dims = sorted({int(r["kept_dims"]) for r in fc})
+    levels = sorted({int(r["n_levels"]) for r in fc})
+    sums = np.zeros((len(dims), len(levels)))
+    counts = np.zeros_like(sums)
+    for r in fc:
+        i, j = dims.index(int(r["kept_dims"])), levels.index(int(r["n_levels"]))
+        sums[i, j] += r["score"]
+        counts[i, j] += 1
+    with np.errstate(invalid="ignore"):
+        grid = np.where(counts > 0, 100 * sums / np.maximum(counts, 1) / baseline, np.nan)
+    return dims, levels, grid
+
+
+def _mark_best(ax, rows, dims, levels, marks):
+    for loss, marker in marks:
+        cell = best_compression(rows, "fc", loss)
+        if cell is None:
+            continue
+        x, y = levels.index(cell.n_levels), dims.index(cell.kept_dims)
+        ax.plot(x, y, marker=marker, markersize=11, markeredgecolor="white",
+                markerfacecolor="red", linestyle="none",
+                label=f"≤ {100 * loss:g} % loss: {100 * cell.compression_rate:.1f} % "
+                      f"compression ({cell.kept_dims} dims x "
+                      f"{bits_for_levels(cell.n_levels)} bits, "
+                      f"{100 * cell.relative_score:.1f} % of score)")
+        ax.annotate(f"{100 * cell.compression_rate:.1f} %", (x, y), xytext=(6, 6),
+                    textcoords="offset points", fontsize=8, weight="bold",
+                    bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8})
+
+
+def _paper_label(rows):
+    model, dataset = rows[0].get("model"), rows[0].get("dataset")
+    return f"paper ({model}, {dataset})" if model and dataset else "paper"
+
+
+def _baseline_text(rows):
+    metric = next((r.get("metric") for r in rows if r.get("metric")), "score")
+    return f"{100 * baseline_score(rows):.2f} % {metric}"

@@ -1,0 +1,166 @@
+"""The report of a sweep: Table 3, the paper's figures and the headline compression.
+
+:func:`write_report` reads ``DIR/results.csv`` (and ``DIR/sweep.json`` if present) and
+writes, next to them, ``table3.md``, ``table3.csv`` and one PNG per figure whose
+experiments the sweep ran.  The authors' published curves (VGG-M on VOC 2007, the
+paper's base setup) are drawn dashed beside ours when their CSV folder can be found.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from dnnstress import authors as authors_results
+from dnnstress.figures import fig2_dimensionality, fig4_quantization, \
+    fig5_feature_compression, fig_qb, save_figure
+from dnnstress.stress.accounting import bits_for_levels
+from dnnstress.sweep import read_results
+from dnnstress.table3 import EXPERIMENT_NAMES, LOSSES, baseline_score, best_compression, \
+    table3
+
+HEADLINE_LOSS = 0.01  # the paper's headline: 98.4 % compression for 0.88 % of the score
+PAPER_SETUP = ("VGG-M", "VOC 2007")
+
+# figure file -> (function, experiments it needs at least one of)
+_FIGURES = {
+    "fig2_dr.png": (fig2_dimensionality, ("dr1", "dr2")),
+    "fig4_q.png": (fig4_quantization, ("q1", "q2")),
+    "fig5_fc.png": (fig5_feature_compression, ("fc",)),
+    "fig_qb.png": (fig_qb, ("qb",)),
+}
+
+
+def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
+    """Write Table 3 and the figures of the sweep in ``directory``; return its summary.
+
+    Parameters
+    ----------
+    directory : str or Path
+        A sweep folder holding ``results.csv`` (``dnnstress sweep --out DIR``).
+    authors : str, Path, None or False
+        The authors' CSV folder for the dashed "paper" curves.  ``None`` looks in the
+        default places (:func:`dnnstress.authors.default_authors_dir`) and draws no paper
+        curves if there is none; ``False`` never draws them; a path must exist.
+    losses : sequence of float
+        The loss columns of Table 3, as fractions.
+
+    Returns
+    -------
+    dict
+        ``baseline_score``, ``metric``, ``n_features``, ``headline`` (one line, the best
+        compression within 1 % of the score), ``best`` (per experiment, the best
+        compression within 1 %, as dicts), ``table3`` (its records), ``files`` (paths
+        written), ``paper`` (the overlay's label or None) and ``metadata`` (sweep.json).
+    """
+    directory = Path(directory)
+    if not (directory / "results.csv").is_file():
+        raise FileNotFoundError(f"no results.csv in {directory}: run `dnnstress sweep "
+                                f"FEATURES.npz --out {directory}` first")
+    rows = read_results(directory)
+    baseline = baseline_score(rows)
+    metadata = _read_metadata(directory)
+    paper = _paper_rows(authors)
+    table = table3(rows, losses=losses, baseline=baseline)
+    files = [directory / "table3.md", directory / "table3.csv"]
+    table.write_markdown(files[0])
+    table.write_csv(files[1])
+    present = {row["experiment"] for row in rows}
+    for name, (make_figure, experiments) in _FIGURES.items():
+        if present.intersection(experiments):
+            figure = make_figure(rows, paper=_overlay(paper, experiments))
+            files.append(save_figure(figure, directory / name))
+    best = {experiment: best_compression(rows, experiment, HEADLINE_LOSS, baseline)
+            for experiment in table.experiments}
+    return {
+        "directory": str(directory),
+        "baseline_score": baseline,
+        "metric": table.metric,
+        "n_features": int(rows[0]["n_features"]),
+        "headline": headline(best, HEADLINE_LOSS),
+        "best": {e: (asdict(cell) if cell else None) for e, cell in best.items()},
+        "table3": table.records(),
+        "table3_markdown": table.to_markdown(),
+        "files": [str(path) for path in files],
+        "paper": _paper_label(paper),
+        "metadata": metadata,
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """The terminal summary of a report: Table 3, the baseline and the headline."""
+    lines = [summary["table3_markdown"].rstrip(),
+             f"Baseline: {100 * summary['baseline_score']:.2f} % {summary['metric']} "
+             f"({summary['n_features']}-d features)",
+             summary["headline"]]
+    if summary["paper"]:
+        lines.append(f"Dashed curves: {summary['paper']}")
+    return "\n".join(lines)
+
+
+def headline(best: dict, max_loss: float = HEADLINE_LOSS) -> str:
+    """One line on the best compression within ``max_loss``: FC's if run, else the best.
+
+    >>> from dnnstress.table3 import Cell
+    >>> cell = Cell("fc", 0.01, 0.98440, "", 0.7628, 0.99125, 0.98440, 4096, 409, 27)
+    >>> headline({"fc": cell})
+    'FC: 98.4 % compression (409 of 4096 dims x 5 bits) for 0.88 % of the score lost'
+    """
+    name = "fc" if "fc" in best else max(
+        best, key=lambda e: -1.0 if best[e] is None else best[e].compression_rate)
+    cell = best[name]
+    short = EXPERIMENT_NAMES.get(name, name).split(" ")[0]
+    if cell is None:
+        return f"{short}: no configuration keeps the score within {100 * max_loss:g} %"
+    loss = 1 - cell.relative_score
+    if loss > 0:
+        outcome = f"for {100 * loss:.2f} % of the score lost"
+    elif -loss >= 5e-5:
+        outcome = f"with no score lost (score +{100 * -loss:.2f} %)"
+    else:
+        outcome = "with no score lost"
+    return (f"{short}: {100 * cell.compression_rate:.1f} % compression "
+            f"({_configuration(cell)}) {outcome}")
+
+
+def _configuration(cell) -> str:
+    n = cell.n_features
+    if cell.experiment == "qb":
+        return f"{64 - cell.erased_bits} of 64 bits per value"
+    kept = cell.kept_dims if cell.kept_dims is not None else n
+    if cell.n_levels is None:
+        return f"{kept} of {n} dims"
+    bits = f"{bits_for_levels(cell.n_levels)} bits"
+    if kept == n:
+        return f"h = {cell.n_levels}, {bits} per dim"
+    return f"{kept} of {n} dims x {bits}"
+
+
+def _read_metadata(directory: Path):
+    path = directory / "sweep.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
+def _paper_rows(authors):
+    """The authors' VGG-M / VOC 2007 rows, or None where no overlay is wanted or found."""
+    if authors is False:
+        return None
+    if authors is None and authors_results.default_authors_dir() is None:
+        return None
+    return authors_results.load_authors_rows(*PAPER_SETUP, path=authors or None)
+
+
+def _overlay(paper, experiments):
+    if paper is None or not any(row["experiment"] in experiments for row in paper):
+        return None
+    return paper
+
+
+def _paper_label(paper):
+    return None if paper is None else f"paper ({PAPER_SETUP[0]}, {PAPER_SETUP[1]})"
