@@ -1,0 +1,85 @@
+"""Extraction throughput (decode + preprocess + inference) against bare onnxruntime.
+
+The baseline is a plain ``session.run`` loop over pre-made input tensors of the same
+batch size, timed in the same run: what the network costs alone.  The pipeline's images/s
+divided by the baseline's says how much the decoding and preprocessing, which run in a
+prefetch thread, still slow it down.  Images are Fashion-MNIST's when it is installed,
+else synthetic 28 x 28 images (the cost per image is the same).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from dnnstress.benchmarks._common import available_devices, print_table
+from dnnstress.datasets import ArraySplit, DatasetNotFoundError, open_dataset
+from dnnstress.extract import ExtractionOptions, create_session, extract_split
+from dnnstress.models import get_model, resolve_layer
+
+
+def add_arguments(parser):
+    parser.add_argument("--images", type=int, default=512, help="images per timing")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", default=None, help="network (default efficientnet-lite0)")
+    parser.add_argument("--layer", default=None)
+
+
+def run(args) -> dict:
+    model = get_model(args.model) if args.model else get_model()
+    layer = resolve_layer(model, args.layer)
+    split = _images(args.images)
+    results, rows = {"model": model.name, "layer": layer.name, "images": len(split),
+                     "batch_size": args.batch_size, "source": split.dataset, "devices": {}}, []
+    for device in available_devices(args.device):
+        if device == "cuda":
+            try:
+                session = create_session(model.onnx_path(), "cuda")
+            except RuntimeError as error:
+                print(f"cuda: skipped ({error})")
+                continue
+        else:
+            session = create_session(model.onnx_path(), "cpu")
+        bare = _bare_inference(session, model, layer, len(split), args.batch_size)
+        options = ExtractionOptions(batch_size=args.batch_size, policy="resize", device=device,
+                                    progress=False)
+        extract_split(split, model, layer, options, session=session)  # warm-up
+        start = time.perf_counter()
+        extract_split(split, model, layer, options, session=session)
+        pipeline = len(split) / (time.perf_counter() - start)
+        results["devices"][device] = {"bare_images_s": bare, "pipeline_images_s": pipeline,
+                                      "fraction_of_bare": pipeline / bare}
+        rows += [{"device": device, "what": "bare session.run on tensors", "images/s": bare,
+                  "% of bare": 100.0},
+                 {"device": device, "what": "decode + preprocess + inference",
+                  "images/s": pipeline, "% of bare": 100 * pipeline / bare}]
+    print(f"{model.name} layer {layer.name}, {len(split)} {split.dataset} images, "
+          f"batch {args.batch_size}")
+    print_table(rows, ["device", "what", "images/s", "% of bare"])
+    return results
+
+
+def _images(n):
+    try:
+        train = open_dataset("fashion-mnist")["train"]
+        return train.subset(np.arange(min(n, len(train))))
+    except DatasetNotFoundError:
+        images = np.random.default_rng(0).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        return ArraySplit("train", images, np.zeros(n, np.int64), ["none"],
+                          dataset="synthetic", root="memory", layout="memory")
+
+
+def _bare_inference(session, model, layer, n_images, batch_size):
+    """Images/s of ``session.run`` alone on ready-made batches (best of two passes)."""
+    batch = np.random.default_rng(0).standard_normal(
+        (batch_size, 3, model.input_size, model.input_size), dtype=np.float32)
+    n_batches = -(-n_images // batch_size)
+    session.run([layer.output], {model.input_name: batch})  # warm-up
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        for _ in range(n_batches):
+            session.run([layer.output], {model.input_name: batch})
+        best = min(best, time.perf_counter() - start)
+    return n_batches * batch_size / best

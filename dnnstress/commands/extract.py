@@ -1,0 +1,100 @@
+"""``dnnstress extract``: images -> network layer -> a features file."""
+
+from __future__ import annotations
+
+import argparse
+
+from dnnstress.extract import ExtractionOptions, default_policy, extract_features
+from dnnstress.models import get_model, register
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "extract", help="extract a network layer's features of a data set into a .npz file",
+        description="Run a network over the train and test splits of a data set and write "
+                    "the chosen layer's activations as a features file (cached: a second "
+                    "run with the same settings does not extract again).")
+    add_extraction_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="FEATURES.npz",
+                        help="features file to write")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_extraction_arguments(parser, dataset_default="fashion-mnist"):
+    """Options shared by ``extract`` and ``demo``."""
+    parser.add_argument("--model", default=None,
+                        help="registered network (see `dnnstress models`; default "
+                             "efficientnet-lite0), 'vgg-m' with --vggm-mat, or an .onnx file")
+    parser.add_argument("--layer", default=None,
+                        help="feature layer (default: the model's); for an .onnx file, a "
+                             "tensor name (see `dnnstress models --onnx FILE`)")
+    parser.add_argument("--vggm-mat", metavar="FILE",
+                        help="MatConvNet imagenet-vgg-m.mat: converted to ONNX as 'vgg-m', "
+                             "layers L1..L21 as in the paper (L19 by default)")
+    parser.add_argument("--mean", type=_triple, default=None, metavar="R,G,B",
+                        help="for an .onnx file: per-channel mean on the 0..255 scale")
+    parser.add_argument("--std", type=_triple, default=None, metavar="R,G,B",
+                        help="for an .onnx file: per-channel std on the 0..255 scale")
+    parser.add_argument("--dataset", default=dataset_default,
+                        help=f"data set name (see `dnnstress data list`; default {dataset_default})")
+    parser.add_argument("--root", default=None, help="folder holding the data set")
+    parser.add_argument("--train-size", type=int, default=None,
+                        help="stratified subset of the training split (default: all)")
+    parser.add_argument("--test-size", type=int, default=None,
+                        help="stratified subset of the test split (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subsets")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--policy", choices=("resize_crop", "resize"), default=None,
+                        help="resize the shorter side and centre-crop (the network's "
+                             "standard), or resize the whole image (default for small "
+                             "images such as Fashion-MNIST)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--skip-corrupt", action="store_true",
+                        help="skip and count undecodable images instead of stopping")
+    parser.add_argument("--no-cache", action="store_true", help="extract even if cached")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def resolve_model(args):
+    """The ModelSpec the options name: registered, converted from VGG-M, or an ONNX file."""
+    if args.vggm_mat:
+        from dnnstress.models.vggm import vggm_spec
+        return register(vggm_spec(args.vggm_mat), replace=True)
+    if args.model and args.model.endswith(".onnx"):
+        from dnnstress.models.onnx_layers import onnx_file_spec
+        if not args.layer:
+            raise ValueError("--layer TENSOR is needed with an .onnx file "
+                             f"(list them with `dnnstress models --onnx {args.model}`)")
+        return register(onnx_file_spec(args.model, [args.layer], mean=args.mean,
+                                       std=args.std), replace=True)
+    return get_model(args.model) if args.model else get_model()
+
+
+def options_from(args, model) -> ExtractionOptions:
+    policy = args.policy or default_policy(args.dataset, model)
+    return ExtractionOptions(batch_size=args.batch_size, policy=policy, device=args.device,
+                             skip_corrupt=args.skip_corrupt, progress=not args.no_progress)
+
+
+def run(args) -> int:
+    model = resolve_model(args)
+    features = extract_features(model, args.layer, args.dataset, args.root,
+                                train_size=args.train_size, test_size=args.test_size,
+                                seed=args.seed, options=options_from(args, model),
+                                use_cache=not args.no_cache)
+    path = features.save(args.out)
+    print(f"wrote {path}: {features.train_x.shape[0]} train + {features.test_x.shape[0]} test "
+          f"vectors of {features.n_features} dims ({features.metadata['model']}, layer "
+          f"{features.metadata['layer']})")
+    return 0
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers R,G,B, got {text!r}")
+    return values

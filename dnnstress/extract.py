@@ -1,0 +1,309 @@
+"""Feature extraction: images -> network -> one layer's activations, batched.
+
+The first step of the paper's pipeline (Fig. 1).  Images are decoded and preprocessed
+in a background thread while onnxruntime runs the previous batch, so the pipeline runs
+close to the speed of bare inference.  With ``device="cuda"`` the CUDA execution provider
+runs the network and IO binding writes the activations straight into CuPy memory; if the
+CUDA provider is not actually active, that is an error, never a silent CPU run.
+
+Extraction of a split is checkpointed batch by batch (a memory-mapped ``.npy`` plus a
+count), so an interrupted run resumes where it stopped; finished feature sets are cached
+under a key of everything that determines them, so a second run does not extract again.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import dnnstress
+from dnnstress.datasets import CorruptImageError, open_dataset, stratified_subset
+from dnnstress.features import FeatureSet
+from dnnstress.models import ModelSpec, get_model, resolve_layer
+from dnnstress.models.cache import get_cache_dir, sha256_file
+
+_PREFETCH_BATCHES = 2
+_SMALL_IMAGE_DATASETS = ("fashion-mnist",)
+
+
+def default_policy(dataset: str, model=None) -> str:
+    """How a data set's images become the network's inputs, unless the user says.
+
+    The network's own preprocessing (``model.policy``: resize and centre-crop for
+    ImageNet networks, a plain resize for MatConvNet's VGG-M) except for Fashion-MNIST,
+    whose 28 x 28 items already fill their frame: a crop would cut their edges off, so
+    they are resized whole.
+    """
+    if dataset in _SMALL_IMAGE_DATASETS:
+        return "resize"
+    return model.policy if model is not None else "resize_crop"
+
+
+def create_session(onnx_path, device: str = "cpu", threads: int | None = None):
+    """An onnxruntime session on ``device`` ("cpu" or "cuda"), checked to really run there.
+
+    onnxruntime answers a request for a provider it cannot start with a warning and a
+    CPU session; we ask the session which providers it got and refuse the substitution.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    if device == "cpu":
+        return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    if device != "cuda":
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise RuntimeError(
+            "--device cuda needs onnxruntime-gpu, but this onnxruntime offers only "
+            f"{ort.get_available_providers()}; see the README's GPU install (onnxruntime "
+            "and onnxruntime-gpu installed together hide the CUDA provider)")
+    session = ort.InferenceSession(str(onnx_path), options,
+                                   providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        raise RuntimeError(
+            "onnxruntime could not start its CUDA provider (no GPU, or CUDA/cuDNN libraries "
+            f"missing) and fell back to {session.get_providers()}; refusing to run on the CPU")
+    return session
+
+
+class LayerRunner:
+    """Runs a network on batches of preprocessed images and returns one layer, flattened.
+
+    Parameters
+    ----------
+    session : onnxruntime.InferenceSession
+        From :func:`create_session`.
+    input_name : str
+        The graph input.
+    layer : dnnstress.models.Layer
+        The graph output to fetch and its per-image shape.
+    device : {"cpu", "cuda"}
+        "cuda" binds input and output in GPU memory and returns CuPy arrays.
+    """
+
+    def __init__(self, session, input_name: str, layer, device: str = "cpu"):
+        self.session = session
+        self.input_name = input_name
+        self.layer = layer
+        self.device = device
+
+    def __call__(self, batch: np.ndarray):
+        if self.device == "cpu":
+            (out,) = self.session.run([self.layer.output], {self.input_name: batch})
+            return out.reshape(len(batch), -1)
+        return self._run_on_gpu(batch)
+
+    def _run_on_gpu(self, batch):
+        import cupy
+
+        images = cupy.asarray(batch)
+        out = cupy.empty((len(batch), *self.layer.shape), dtype=cupy.float32)
+        binding = self.session.io_binding()
+        binding.bind_input(self.input_name, "cuda", images.device.id, np.float32,
+                           tuple(images.shape), images.data.ptr)
+        binding.bind_output(self.layer.output, "cuda", out.device.id, np.float32,
+                            tuple(out.shape), out.data.ptr)
+        cupy.cuda.get_current_stream().synchronize()  # the upload is done before ORT reads
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return out.reshape(len(batch), -1)
+
+
+@dataclasses.dataclass
+class ExtractionOptions:
+    """How images become network inputs and how the work is run."""
+
+    batch_size: int = 32
+    policy: str = "resize_crop"
+    device: str = "cpu"
+    skip_corrupt: bool = False
+    progress: bool = True
+    threads: int | None = None
+
+
+def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: Path | None = None,
+                  session=None):
+    """Features of every image of ``split`` as a (n, d) float32 host array.
+
+    Returns ``(features, kept)``: ``kept`` is a boolean mask of the images that decoded
+    (all True unless ``options.skip_corrupt`` let corrupt ones through, which are then
+    counted and reported).  With ``checkpoint`` (a path prefix), finished batches are kept
+    on disk and a rerun continues after the last one.
+    """
+    if len(split) == 0:
+        raise ValueError(f"the {split.name} split is empty: nothing to extract")
+    session = session or create_session(model.onnx_path(), options.device, options.threads)
+    runner = LayerRunner(session, model.input_name, layer, options.device)
+    store = _Checkpoint(checkpoint, len(split), layer.n_features)
+    batches = [range(start, min(start + options.batch_size, len(split)))
+               for start in range(store.done, len(split), options.batch_size)]
+    bar = tqdm(total=len(split), initial=store.done, unit="img", disable=not options.progress,
+               desc=f"extract {split.name}", dynamic_ncols=True)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, bar:
+        pending = collections.deque()
+        for batch in batches:
+            pending.append(pool.submit(_load_batch, split, batch, model, options))
+            if len(pending) <= _PREFETCH_BATCHES:
+                continue
+            _finish(pending.popleft().result(), runner, store, bar)
+        while pending:
+            _finish(pending.popleft().result(), runner, store, bar)
+    features, kept = store.result()
+    skipped = int((~kept).sum())
+    if skipped:
+        print(f"skipped {skipped} corrupt image(s) in the {split.name} split")
+    store.remove()
+    return features, kept
+
+
+def _load_batch(split, indices, model, options):
+    """Decode and preprocess one batch (runs in the prefetch thread)."""
+    images = np.zeros((len(indices), 3, model.input_size, model.input_size), np.float32)
+    ok = np.ones(len(indices), dtype=bool)
+    for row, index in enumerate(indices):
+        try:
+            images[row] = model.preprocess(split.load_image(index), options.policy)
+        except CorruptImageError:
+            if not options.skip_corrupt:
+                raise
+            ok[row] = False
+    return indices, images, ok
+
+
+def _finish(loaded, runner, store, bar):
+    indices, images, ok = loaded
+    features = runner(images)
+    if not isinstance(features, np.ndarray):  # CuPy: the store lives on the host
+        features = features.get()
+    store.write(indices, features, ok)
+    bar.update(len(indices))
+
+
+class _Checkpoint:
+    """Features written so far: in memory, or memory-mapped on disk with a done count."""
+
+    def __init__(self, prefix: Path | None, n: int, d: int):
+        self.prefix = prefix
+        self.done = 0
+        if prefix is None:
+            self.features = np.zeros((n, d), np.float32)
+            self.kept = np.ones(n, dtype=bool)
+            return
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        paths = self._paths()
+        state = _read_json(paths["state"])
+        resumable = state.get("shape") == [n, d] and all(p.exists() for p in paths.values())
+        mode = "r+" if resumable else "w+"
+        self.features = np.lib.format.open_memmap(paths["features"], mode, np.float32, (n, d))
+        self.kept = np.lib.format.open_memmap(paths["kept"], mode, bool, (n,))
+        if resumable:
+            self.done = int(state["done"])
+        else:
+            self.kept[:] = True
+
+    def _paths(self):
+        return {"features": self.prefix.with_suffix(".features.npy"),
+                "kept": self.prefix.with_suffix(".kept.npy"),
+                "state": self.prefix.with_suffix(".state.json")}
+
+    def write(self, indices, features, ok):
+        rows = slice(indices.start, indices.stop)
+        self.features[rows] = features
+        self.kept[rows] = ok
+        self.done = indices.stop
+        if self.prefix is not None:
+            self.features.flush()
+            self.kept.flush()
+            _write_json(self._paths()["state"],
+                        {"shape": list(self.features.shape), "done": self.done})
+
+    def result(self):
+        return np.array(self.features[self.kept]), np.array(self.kept)
+
+    def remove(self):
+        if self.prefix is not None:
+            del self.features, self.kept
+            for path in self._paths().values():
+                path.unlink(missing_ok=True)
+
+
+def extract_features(model: str | ModelSpec | None = None, layer_name: str | None = None,
+                     dataset: str = "fashion-mnist", root=None, *, train_size: int | None = None,
+                     test_size: int | None = None, seed: int = 0,
+                     options: ExtractionOptions | None = None, cache_dir=None,
+                     use_cache: bool = True) -> FeatureSet:
+    """Train and test features of ``dataset`` from one layer of one network, cached.
+
+    ``model`` is a registered name (None: the embedded default) or a ``ModelSpec``.
+
+    ``train_size``/``test_size`` take stratified subsets (None keeps a whole split).  The
+    cache key covers the network file's digest, the layer, the data set and its root,
+    the subsets and the preprocessing, so any change extracts again.
+    """
+    options = options or ExtractionOptions()
+    if not isinstance(model, ModelSpec):
+        model = get_model(model) if model else get_model()
+    layer = resolve_layer(model, layer_name)
+    splits = open_dataset(dataset, root)
+    splits = {"train": _subset(splits["train"], train_size, seed),
+              "test": _subset(splits["test"], test_size, seed)}
+    onnx_path = model.onnx_path(cache_dir)
+    metadata = {
+        "model": model.name, "layer": layer.name, "layer_output": layer.output,
+        "network_sha256": sha256_file(onnx_path), "dataset": dataset,
+        "root": str(root) if root else None, "train_size": len(splits["train"]),
+        "test_size": len(splits["test"]), "subset_seed": seed, "policy": options.policy,
+        "input_size": model.input_size, "skip_corrupt": options.skip_corrupt,
+    }
+    key = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()[:16]
+    folder = get_cache_dir(cache_dir) / "features"
+    cached = folder / f"{model.name}-{layer.name}-{dataset}-{key}.npz"
+    if use_cache and cached.exists():
+        try:
+            return FeatureSet.load(cached)
+        except ValueError:
+            cached.unlink()  # unreadable: extract again
+    session = create_session(onnx_path, options.device, options.threads)
+    arrays = {}
+    for name, split in splits.items():
+        features, kept = extract_split(split, model, layer, options,
+                                       checkpoint=folder / f".{key}.{name}", session=session)
+        arrays[name] = (features, split.labels[kept])
+    metadata["dnnstress_version"] = dnnstress.__version__
+    feature_set = FeatureSet(arrays["train"][0], arrays["train"][1], arrays["test"][0],
+                             arrays["test"][1], class_names=list(splits["train"].class_names),
+                             metadata=metadata)
+    if use_cache:
+        feature_set.save(cached)
+    return feature_set
+
+
+def _subset(split, size, seed):
+    if size is None or size >= len(split):
+        return split
+    if size < 1:
+        raise ValueError(f"subset size must be >= 1, got {size}")
+    return split.subset(stratified_subset(split.labels, size, seed=seed))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, value) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(value))
+    os.replace(temporary, path)

@@ -1,0 +1,247 @@
+"""Feature extraction: batching, prefetching, checkpoints, caching and errors, on a tiny
+ONNX network whose output is easy to compute by hand (the channel means)."""
+
+import gzip
+import struct
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from PIL import Image
+
+from dnnstress import extract
+from dnnstress.datasets import ArraySplit, CorruptImageError
+from dnnstress.extract import ExtractionOptions, create_session, extract_features, extract_split
+from dnnstress.models import Layer, ModelSpec, register, resolve_layer
+
+SIZE = 8
+
+
+def build_channel_means(path):
+    """input (N, 3, 8, 8) -> "means" (N, 3): the mean of every channel."""
+    node = helper.make_node("ReduceMean", ["input"], ["means"], axes=[2, 3], keepdims=0)
+    graph = helper.make_graph(
+        [node], "channel_means",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("means", TensorProto.FLOAT, ["N", 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+TINY = ModelSpec(
+    name="tiny-means", description="channel means (test network)",
+    layers={"means": Layer("means", "means", (3,), "mean of each channel")},
+    default_layer="means", input_name="input", input_size=SIZE, resize_size=SIZE,
+    mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), artifact="tiny-means-v1.onnx",
+    builder=build_channel_means)
+register(TINY, replace=True)
+
+
+def expected_means(images):
+    """What the tiny network must output for grayscale uint8 images resized to 8 x 8."""
+    rows = []
+    for image in images:
+        resized = np.asarray(Image.fromarray(image).convert("RGB").resize(
+            (SIZE, SIZE), Image.Resampling.BICUBIC), dtype=np.float32)
+        rows.append(resized.mean(axis=(0, 1)))
+    return np.array(rows)
+
+
+def make_split(n, seed=0, name="train"):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    return ArraySplit(name, images, rng.integers(0, 3, n), ["a", "b", "c"],
+                      dataset="synthetic", root="memory", layout="memory")
+
+
+class CountingSplit:
+    """A split that counts image loads and can stop the run at a given image."""
+
+    def __init__(self, split, stop_at=None):
+        self.split, self.stop_at, self.loads = split, stop_at, 0
+        self.name, self.labels = split.name, split.labels
+
+    def __len__(self):
+        return len(self.split)
+
+    def load_image(self, i):
+        if i == self.stop_at:
+            raise KeyboardInterrupt
+        self.loads += 1
+        return self.split.load_image(i)
+
+
+@pytest.fixture
+def options():
+    return ExtractionOptions(batch_size=4, policy="resize", progress=False)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DNNSTRESS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_features_equal_the_network_computed_by_hand(options):
+    split = make_split(10)
+    features, kept = extract_split(split, TINY, resolve_layer(TINY), options)
+    assert kept.all() and features.shape == (10, 3) and features.dtype == np.float32
+    np.testing.assert_allclose(features, expected_means(split.images), rtol=1e-5, atol=1e-3)
+
+
+def test_interrupted_extraction_resumes_after_the_last_batch(tmp_path, options):
+    split = make_split(18)
+    complete, _ = extract_split(split, TINY, resolve_layer(TINY), options)
+    checkpoint = tmp_path / "ckpt" / "train"
+    first = CountingSplit(split, stop_at=13)
+    with pytest.raises(KeyboardInterrupt):
+        extract_split(first, TINY, resolve_layer(TINY), options, checkpoint=checkpoint)
+    second = CountingSplit(split)
+    resumed, _ = extract_split(second, TINY, resolve_layer(TINY), options, checkpoint=checkpoint)
+    np.testing.assert_array_equal(resumed, complete)
+    # Batches of 4: images 0-11 were saved before image 13 stopped the run, so the
+    # rerun loads only images 12-17, and the checkpoint is cleaned up afterwards.
+    assert second.loads == 6
+    assert not list(checkpoint.parent.iterdir())
+
+
+class CorruptAt:
+    def __init__(self, split, bad):
+        self.split, self.bad = split, bad
+        self.name, self.labels = split.name, split.labels
+
+    def __len__(self):
+        return len(self.split)
+
+    def load_image(self, i):
+        if i == self.bad:
+            raise CorruptImageError(f"/data/img{i}.jpg", "cannot identify image file")
+        return self.split.load_image(i)
+
+
+def test_corrupt_image_is_named_or_skipped_and_counted(options, capsys):
+    split = make_split(9)
+    with pytest.raises(CorruptImageError, match="img5.jpg"):
+        extract_split(CorruptAt(split, 5), TINY, resolve_layer(TINY), options)
+    options.skip_corrupt = True
+    features, kept = extract_split(CorruptAt(split, 5), TINY, resolve_layer(TINY), options)
+    assert kept.sum() == 8 and not kept[5]
+    np.testing.assert_allclose(features, expected_means(np.delete(split.images, 5, axis=0)),
+                               rtol=1e-5, atol=1e-3)
+    assert "skipped 1 corrupt image" in capsys.readouterr().out
+
+
+def test_empty_split_is_refused(options):
+    with pytest.raises(ValueError, match="empty"):
+        extract_split(make_split(0), TINY, resolve_layer(TINY), options)
+
+
+def test_cuda_request_never_falls_back_to_cpu(cache):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+        create_session(TINY.onnx_path(), "cuda")
+
+
+def test_unknown_layer_lists_the_available_ones():
+    with pytest.raises(ValueError, match="no layer 'fc7'.*means"):
+        resolve_layer(TINY, "fc7")
+
+
+def write_image_folder(root, n_per_class=3):
+    rng = np.random.default_rng(1)
+    for split in ("train", "test"):
+        for label in ("cat", "dog"):
+            for i in range(n_per_class):
+                folder = root / split / label
+                folder.mkdir(parents=True, exist_ok=True)
+                pixels = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+def test_extract_features_is_cached(tmp_path, options, monkeypatch):
+    write_image_folder(tmp_path / "images")
+    first = extract_features("tiny-means", None, "folder", tmp_path / "images", options=options)
+    assert first.train_x.shape == (6, 3) and first.test_x.shape == (6, 3)
+    assert first.class_names == ["cat", "dog"]
+    assert first.metadata["model"] == "tiny-means" and first.metadata["layer"] == "means"
+
+    def no_session(*args, **kwargs):
+        raise AssertionError("extracted again instead of reading the cache")
+
+    monkeypatch.setattr(extract, "create_session", no_session)
+    second = extract_features("tiny-means", None, "folder", tmp_path / "images", options=options)
+    np.testing.assert_array_equal(second.train_x, first.train_x)
+    # Another preprocessing is another key: extraction is needed again.
+    options.policy = "resize_crop"
+    with pytest.raises(AssertionError, match="extracted again"):
+        extract_features("tiny-means", None, "folder", tmp_path / "images", options=options)
+
+
+def write_idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.tobytes()))
+
+
+@pytest.fixture
+def fake_fashion_mnist(tmp_path, monkeypatch):
+    """Fashion-MNIST-shaped IDX files: class c is an image of brightness 25 * c."""
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 200), ("t10k", 100)):
+        labels = np.arange(n, dtype=np.uint8) % 10
+        images = (labels[:, None, None] * 25 + rng.integers(0, 20, (n, 28, 28))).astype(np.uint8)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    monkeypatch.setenv("DNNSTRESS_DATA", str(tmp_path / "data"))
+    return folder
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_on_the_embedded_network(tmp_path, fake_fashion_mnist, capsys):
+    from dnnstress.cli import main
+
+    out = tmp_path / "demo"
+    status = main(["demo", "--out", str(out), "--train-size", "100", "--test-size", "50",
+                   "--experiments", "baseline,q1,q2,dr2", "--no-progress", "--no-fetch"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "baseline" in printed.lower()
+    for name in ("features.npz", "results.csv", "table3.md", "table3.csv", "fig4_q.png",
+                 "fig2_dr.png"):
+        assert (out / name).stat().st_size > 0, name
+    features = np.load(out / "features.npz")
+    assert features["train_x"].shape == (100, 1280) and features["test_x"].shape == (50, 1280)
+
+
+def test_demo_without_data_and_without_fetch_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    from dnnstress.cli import main
+    from dnnstress.datasets import fashion_mnist
+
+    monkeypatch.setenv("DNNSTRESS_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "no-debian")
+    assert main(["demo", "--out", str(tmp_path / "d"), "--no-fetch"]) == 1
+    assert "dnnstress data fetch fashion-mnist" in capsys.readouterr().err
+
+
+def test_cli_extracts_a_user_onnx_file(tmp_path, capsys):
+    from dnnstress.cli import main
+
+    write_image_folder(tmp_path / "images")
+    network = tmp_path / "means.onnx"
+    build_channel_means(network)
+    out = tmp_path / "f.npz"
+    args = ["extract", "--model", str(network), "--dataset", "folder", "--root",
+            str(tmp_path / "images"), "--out", str(out), "--no-progress"]
+    assert main(args) == 1  # no --layer: the error says how to list the tensors
+    assert "dnnstress models --onnx" in capsys.readouterr().err
+    assert main(args + ["--layer", "means", "--mean", "0,0,0", "--std", "1,1,1"]) == 0
+    features = np.load(out)
+    assert features["train_x"].shape == (6, 3)
+    # The default policy for a photo data set is the network's: resize then crop.
+    assert '"policy": "resize_crop"' in str(features["metadata"])
