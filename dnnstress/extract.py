@@ -172,7 +172,7 @@ def _load_batch(split, indices, model, options):
     ok = np.ones(len(indices), dtype=bool)
     for row, index in enumerate(indices):
         try:
-            images[row] = model.preprocess(split.load_image(index), options.policy)
+            model.preprocess(split.load_image(index), options.policy, out=images[row])
         except CorruptImageError:
             if not options.skip_corrupt:
                 raise

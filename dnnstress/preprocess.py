@@ -11,11 +11,19 @@ Two geometric policies:
 
 Normalisation is ``(x - mean) / std`` per channel on the 0..255 scale, so EfficientNet-Lite's
 ``x / 127.5 - 1`` is ``mean = std = 127.5``.
+
+Preprocessing runs beside inference on the same cores, so it is kept cheap: grayscale
+images are resized as one channel and replicated afterwards (bicubic filtering treats
+channels independently, so the result is the same as resizing three equal channels),
+and normalisation is a 256-entry lookup table per channel written straight into the
+caller's batch array.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import functools
 
 import numpy as np
 from PIL import Image
@@ -48,6 +56,22 @@ def to_rgb(image: Image.Image | np.ndarray) -> Image.Image:
     return image.convert("RGB")
 
 
+def _rgb_or_gray(image: Image.Image | np.ndarray) -> Image.Image:
+    """``image`` in mode "L" or "RGB": grayscale stays one channel, anything else is
+    made RGB by :func:`to_rgb` (alpha composited onto white)."""
+    if isinstance(image, Image.Image) and image.mode == "L" and "transparency" not in image.info:
+        return image
+    if isinstance(image, np.ndarray) and image.ndim == 2 and image.dtype == np.uint8:
+        return Image.fromarray(image)
+    return to_rgb(image)
+
+
+@functools.lru_cache(maxsize=32)
+def _lookup_table(mean: float, std: float) -> np.ndarray:
+    """``(v - mean) / std`` for every uint8 value v, in float32 as the network wants."""
+    return (np.arange(256, dtype=np.float32) - np.float32(mean)) / np.float32(std)
+
+
 def _resize_shorter_side(image: Image.Image, size: int) -> Image.Image:
     width, height = image.size
     scale = size / min(width, height)
@@ -78,7 +102,7 @@ def preprocess_image(image: Image.Image | np.ndarray, *, input_size: int,
                      resize_size: int | None = None,
                      mean: Sequence[float] = (127.5, 127.5, 127.5),
                      std: Sequence[float] = (127.5, 127.5, 127.5),
-                     policy: str = "resize_crop") -> np.ndarray:
+                     policy: str = "resize_crop", out: np.ndarray | None = None) -> np.ndarray:
     """One image as a normalised ``(3, input_size, input_size)`` float32 array.
 
     Parameters
@@ -93,6 +117,9 @@ def preprocess_image(image: Image.Image | np.ndarray, *, input_size: int,
         Per-channel (R, G, B) normalisation on the 0..255 scale.
     policy : {"resize_crop", "resize"}, default "resize_crop"
         See the module docstring.
+    out : numpy.ndarray, optional
+        float32 array of shape (3, input_size, input_size) to write into (e.g. one
+        image of a batch); a new one by default.
 
     Returns
     -------
@@ -111,10 +138,16 @@ def preprocess_image(image: Image.Image | np.ndarray, *, input_size: int,
     std = np.asarray(std, dtype=np.float32)
     if mean.shape != (3,) or std.shape != (3,) or not np.all(std > 0):
         raise ValueError("mean and std must each hold 3 values, std all positive")
-    rgb = to_rgb(image)
+    image = _rgb_or_gray(image)
     if policy == "resize_crop":
-        rgb = _centre_crop(_resize_shorter_side(rgb, resize_size), input_size)
+        image = _centre_crop(_resize_shorter_side(image, resize_size), input_size)
     else:
-        rgb = rgb.resize((input_size, input_size), _BICUBIC)
-    pixels = np.asarray(rgb, dtype=np.float32)
-    return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
+        image = image.resize((input_size, input_size), _BICUBIC)
+    pixels = np.asarray(image)
+    if out is None:
+        out = np.empty((3, input_size, input_size), dtype=np.float32)
+    for channel in range(3):
+        plane = pixels if pixels.ndim == 2 else pixels[:, :, channel]
+        np.take(_lookup_table(float(mean[channel]), float(std[channel])), plane,
+                out=out[channel])
+    return out

@@ -120,3 +120,17 @@ def test_any_size_gives_square_input_in_range(width, height, policy, mode):
     x = preprocess_image(image, input_size=32, resize_size=40, policy=policy, **LITE)
     assert x.shape == (3, 32, 32) and x.dtype == np.float32
     assert -1 <= x.min() and x.max() <= 1
+
+
+@pytest.mark.parametrize("policy", ["resize", "resize_crop"])
+def test_grayscale_shortcut_equals_resizing_three_equal_channels(policy):
+    pixels = np.random.default_rng(5).integers(0, 256, (28, 40), dtype=np.uint8)
+    gray = Image.fromarray(pixels)
+    args = dict(input_size=32, resize_size=36, mean=(120.0, 110.0, 100.0),
+                std=(60.0, 50.0, 40.0), policy=policy)
+    expected = preprocess_image(gray.convert("RGB"), **args)
+    np.testing.assert_array_equal(preprocess_image(gray, **args), expected)
+    batch = np.zeros((2, 3, 32, 32), np.float32)
+    assert np.shares_memory(preprocess_image(pixels, out=batch[1], **args), batch[1])
+    np.testing.assert_array_equal(batch[1], expected)
+    assert not batch[0].any()

@@ -1,8 +1,8 @@
 """Labelled image data sets, read from their standard on-disk layouts.
 
 ``open_dataset(name, root=None)`` returns ``{"train": Split, "test": Split}``; a
-:class:`Split` has ``labels``, ``class_names`` and ``load_image(i)`` (an RGB PIL image,
-decoded on demand).  Known names: "fashion-mnist" (the embedded default, fetchable with
+:class:`Split` has ``labels``, ``class_names`` and ``load_image(i)`` (a PIL image, RGB or
+grayscale, decoded on demand).  Known names: "fashion-mnist" (the embedded default, fetchable with
 ``dnnstress data fetch fashion-mnist``), "voc2007", "mit67", "food101" (ETHZ or UPMC
 layout) and "folder" (``ROOT/train/<class>/*``, ``ROOT/test/<class>/*``).
 

@@ -138,7 +138,9 @@ class Split(abc.ABC):
 
     @abc.abstractmethod
     def load_image(self, i: int) -> Image.Image:
-        """Image ``i`` as an RGB PIL image; :class:`CorruptImageError` if undecodable."""
+        """Image ``i`` as a PIL image, RGB (or "L" for grayscale data held in memory,
+        which preprocessing resizes as one channel); :class:`CorruptImageError` if
+        undecodable."""
 
     @abc.abstractmethod
     def describe(self, i: int) -> str:
@@ -209,7 +211,7 @@ class ArraySplit(Split):
         return len(self.images)
 
     def load_image(self, i: int) -> Image.Image:
-        return Image.fromarray(self.images[i]).convert("RGB")
+        return Image.fromarray(self.images[i], mode="L")
 
     def describe(self, i: int) -> str:
         return f"{self.dataset} {self.name} #{self.origin[i]}"

@@ -105,7 +105,7 @@ class ModelSpec:
         """
         return cache.cached_file(self.artifact, self.builder, cache_dir)
 
-    def preprocess(self, image, policy: str = "resize_crop") -> np.ndarray:
+    def preprocess(self, image, policy: str = "resize_crop", out=None) -> np.ndarray:
         """One image as this network's (3, input_size, input_size) float32 input.
 
         ``policy`` is ``"resize_crop"`` (the network's standard) or ``"resize"`` (whole
@@ -113,7 +113,7 @@ class ModelSpec:
         """
         return preprocess_image(image, input_size=self.input_size,
                                 resize_size=self.resize_size, mean=self.mean,
-                                std=self.std, policy=policy)
+                                std=self.std, policy=policy, out=out)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
