@@ -35,9 +35,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # a checkout run without installing, as on a lent GPU machine
 
-from dnnstress import _cuda
-from dnnstress.benchmarks._common import print_table
-from dnnstress.stress import _packing, _uniform
+from dnnstress import _cuda  # noqa: E402
+from dnnstress.benchmarks._common import print_table  # noqa: E402
+from dnnstress.stress import _packing, _uniform  # noqa: E402
 
 N_LEVELS = 16  # 4 bits per value: a typical FC / Q-2 setting
 N_COLS = 1280  # EfficientNet-Lite0 feature dimension (the embedded default network)

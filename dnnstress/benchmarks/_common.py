@@ -68,6 +68,9 @@ def available_devices(requested: str) -> list[str]:
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
     """Print ``rows`` as an aligned text table with the given column order."""
+    if not rows:
+        print("(nothing measured)")
+        return
     cells = [[_fmt(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))

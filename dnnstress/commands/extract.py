@@ -37,7 +37,8 @@ def add_extraction_arguments(parser, dataset_default="fashion-mnist"):
     parser.add_argument("--std", type=_triple, default=None, metavar="R,G,B",
                         help="for an .onnx file: per-channel std on the 0..255 scale")
     parser.add_argument("--dataset", default=dataset_default,
-                        help=f"data set name (see `dnnstress data list`; default {dataset_default})")
+                        help="data set name (see `dnnstress data list`; default "
+                             f"{dataset_default})")
     parser.add_argument("--root", default=None, help="folder holding the data set")
     parser.add_argument("--train-size", type=int, default=None,
                         help="stratified subset of the training split (default: all)")

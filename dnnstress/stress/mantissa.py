@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnstress._array import array_namespace
 from dnnstress.stress.base import Stressor, check_count
 
 _UINT_OF = {np.dtype(np.float64): np.uint64, np.dtype(np.float32): np.uint32}
@@ -47,7 +46,6 @@ class MantissaErasure(Stressor):
     def transform(self, X):
         X = self._validate_transform_input(X)
         dtype, n_bits = self._check_params()
-        xp = array_namespace(X)
         uint = _UINT_OF[dtype]
         width = 8 * dtype.itemsize
         keep_mask = uint(((1 << width) - 1) ^ ((1 << n_bits) - 1))

@@ -9,7 +9,8 @@ authors' supplementary Q-B table (0, 5, ..., 50, then 51..64 erased bits of floa
 from __future__ import annotations
 
 import dataclasses
-import operator
+
+from dnnstress.stress.base import check_count
 
 EXPERIMENTS = ("baseline", "dr1", "dr2", "q1", "q2", "fc", "qb")
 DR_STEPS = 20
@@ -102,9 +103,4 @@ def _check_values(values, name: str, low: int, high: int) -> None:
     if not isinstance(values, tuple) or not values:
         raise ValueError(f"{name} must be a non-empty tuple of integers")
     for value in values:
-        try:
-            value = operator.index(value)
-        except TypeError:
-            raise TypeError(f"{name} must hold integers, got {value!r}") from None
-        if not low <= value <= high:
-            raise ValueError(f"{name} values must be in [{low}, {high}], got {value}")
+        check_count(value, f"{name} values", low, high)
