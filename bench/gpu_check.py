@@ -199,7 +199,34 @@ def check_pack(bench: Bench) -> list[dict]:
     return rows
 
 
-CHECKS = [check_gpu_tests, check_copy_bandwidth, check_reconstruct, check_encode, check_pack]
+def check_sweep(bench: Bench) -> list[dict]:
+    """A Q-2 sweep (h = 2..30, 29 trainings plus the baseline) on a synthetic VOC
+    2007-sized problem, end to end on the GPU: seconds per configuration and the
+    paper's whole grid (about 600 trainings) extrapolated from it; the goal is < 60 s.
+    """
+    import tempfile
+
+    from dnnstress.benchmarks.svm import VOC2007, make_voc_like
+    from dnnstress.features import FeatureSet
+    from dnnstress.sweep import Grid, Sweep
+
+    train_x, train_y, test_x, test_y = make_voc_like(
+        VOC2007["n_train"], VOC2007["n_test"], VOC2007["n_features"], VOC2007["n_labels"])
+    features = FeatureSet(train_x, train_y, test_x, test_y)
+    with tempfile.TemporaryDirectory() as out:
+        sweep = Sweep(features, out, experiments="q2", grid=Grid(levels=tuple(range(2, 31))),
+                      device="cuda", progress=False).run()
+    per_config = sweep.seconds / sweep.written
+    shape = f"{VOC2007['n_train']}x{VOC2007['n_features']}, 20 labels"
+    return [{"check": f"Q-2 sweep, {sweep.written} trainings", "shape": shape,
+             "ms": 1e3 * per_config, "status": "ok"},
+            {"check": "paper grid (600 trainings), estimate", "shape": shape,
+             "ms": 600e3 * per_config,
+             "status": "ok" if 600 * per_config < 60 else "slower than 60 s"}]
+
+
+CHECKS = [check_gpu_tests, check_copy_bandwidth, check_reconstruct, check_encode, check_pack,
+          check_sweep]
 
 
 def _cupy_with_device():

@@ -2,8 +2,6 @@
 
 Each subcommand lives in its own module under :mod:`dnnstress.commands` and exposes
 ``add_parser(subparsers)``; the parser it returns carries ``func=run(args) -> int``.
-Modules are imported only when the CLI starts, so a broken optional dependency of one
-command cannot stop the others.
 """
 
 from __future__ import annotations
@@ -25,13 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dnnstress {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMANDS:
-        try:
-            module = importlib.import_module(f"dnnstress.commands.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"dnnstress.commands.{name}":
-                raise
-            continue  # command not built yet
-        module.add_parser(subparsers)
+        importlib.import_module(f"dnnstress.commands.{name}").add_parser(subparsers)
     return parser
 
 

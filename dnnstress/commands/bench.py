@@ -15,12 +15,7 @@ def add_parser(subparsers):
                     "(memory-copy bandwidth, sklearn, bare onnxruntime) timed in the same run.")
     topics = parser.add_subparsers(dest="topic", metavar="TOPIC", required=True)
     for name in _TOPICS:
-        try:
-            module = importlib.import_module(f"dnnstress.benchmarks.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"dnnstress.benchmarks.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"dnnstress.benchmarks.{name}")
         topic = topics.add_parser(name, help=module.__doc__.splitlines()[0])
         topic.add_argument("--json", metavar="FILE", help="also write the results as JSON "
                            "('-' for standard output)")
