@@ -149,10 +149,15 @@ def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: P
                for start in range(store.done, len(split), options.batch_size)]
     bar = tqdm(total=len(split), initial=store.done, unit="img", disable=not options.progress,
                desc=f"extract {split.name}", dynamic_ncols=True)
+    # One input buffer per batch in flight, reused: a fresh 20 MB array per batch would
+    # cost page faults and evict the network's working set from the caches.
+    shape = (options.batch_size, 3, model.input_size, model.input_size)
+    buffers = [np.empty(shape, np.float32) for _ in range(_PREFETCH_BATCHES + 2)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, bar:
         pending = collections.deque()
-        for batch in batches:
-            pending.append(pool.submit(_load_batch, split, batch, model, options))
+        for number, batch in enumerate(batches):
+            buffer = buffers[number % len(buffers)]
+            pending.append(pool.submit(_load_batch, split, batch, model, options, buffer))
             if len(pending) <= _PREFETCH_BATCHES:
                 continue
             _finish(pending.popleft().result(), runner, store, bar)
@@ -166,9 +171,9 @@ def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: P
     return features, kept
 
 
-def _load_batch(split, indices, model, options):
-    """Decode and preprocess one batch (runs in the prefetch thread)."""
-    images = np.zeros((len(indices), 3, model.input_size, model.input_size), np.float32)
+def _load_batch(split, indices, model, options, images):
+    """Decode and preprocess one batch into ``images`` (runs in the prefetch thread)."""
+    images = images[:len(indices)]
     ok = np.ones(len(indices), dtype=bool)
     for row, index in enumerate(indices):
         try:
@@ -177,6 +182,7 @@ def _load_batch(split, indices, model, options):
             if not options.skip_corrupt:
                 raise
             ok[row] = False
+            images[row] = 0
     return indices, images, ok
 
 

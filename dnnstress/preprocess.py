@@ -146,8 +146,11 @@ def preprocess_image(image: Image.Image | np.ndarray, *, input_size: int,
     pixels = np.asarray(image)
     if out is None:
         out = np.empty((3, input_size, input_size), dtype=np.float32)
-    for channel in range(3):
-        plane = pixels if pixels.ndim == 2 else pixels[:, :, channel]
-        np.take(_lookup_table(float(mean[channel]), float(std[channel])), plane,
-                out=out[channel])
+    tables = [_lookup_table(float(m), float(s)) for m, s in zip(mean, std)]
+    for channel, table in enumerate(tables):
+        if pixels.ndim == 2 and channel and table is tables[channel - 1]:
+            out[channel] = out[channel - 1]  # same gray plane, same table: a copy is cheaper
+        else:
+            plane = pixels if pixels.ndim == 2 else pixels[:, :, channel]
+            np.take(table, plane, out=out[channel])
     return out
