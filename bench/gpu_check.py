@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))  # a checkout run without installing, as on a lent
 
 from dnnstress import _cuda  # noqa: E402
 from dnnstress.benchmarks._common import print_table  # noqa: E402
-from dnnstress.stress import _packing, _uniform  # noqa: E402
+from dnnstress.stress import _packing, _uniform, bits_for_levels  # noqa: E402
 
 N_LEVELS = 16  # 4 bits per value: a typical FC / Q-2 setting
 N_COLS = 1280  # EfficientNet-Lite0 feature dimension (the embedded default network)
@@ -185,7 +185,7 @@ def check_encode(bench: Bench) -> list[dict]:
 
 def check_pack(bench: Bench) -> list[dict]:
     """Bit packing of the Q-2 codes (4 bits each) and its inverse."""
-    bits = _uniform.bits_per_value(N_LEVELS)
+    bits = bits_for_levels(N_LEVELS)
     codes = _cuda.encode(bench.X, bench.lo_q2, bench.step_q2, N_LEVELS)
     seconds = bench.seconds(lambda: _cuda.pack(codes, bits, check_range=False))
     packed = _cuda.pack(codes, bits)

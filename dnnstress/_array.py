@@ -8,6 +8,7 @@ importing dnnstress never imports it (the einops backend idea, see STYLE.md).
 
 from __future__ import annotations
 
+import operator
 import sys
 import types
 
@@ -67,3 +68,14 @@ def check_features(X, *, name: str = "X", n_features: int | None = None,
         bad = int((~xp.isfinite(X)).sum())
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
     return X
+
+
+def check_count(value, name: str, low: int, high: int) -> int:
+    """An integer parameter in ``[low, high]``, or a ValueError/TypeError naming it."""
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return value

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dnnstress.stress import _packing, _uniform
-from dnnstress.stress.base import check_count
+from dnnstress._array import check_count
 
 # --fmad=false: no multiply-add contraction, which would round lo + (code + 0.5) * step
 # once instead of twice.  No --use_fast_math: division stays IEEE.  Both are a second

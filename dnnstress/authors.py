@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from dnnstress.stress.accounting import FLOAT32_BITS, bits_for_levels, compression_rate
+from dnnstress.stress.accounting import FLOAT32_BITS, bits_per_vector, compression_rate
 
 ENV_VAR = "DNNSTRESS_AUTHORS_RESULTS"
 
@@ -192,13 +192,8 @@ def _complete(point, n_features, baseline):
     """Fill the derived columns of ``results.csv`` for one published point."""
     experiment = point["experiment"]
     kept = point["kept_dims"] if point["kept_dims"] is not None else n_features
-    if experiment == "qb":
-        # Q-B stores float64 with the erased mantissa bits dropped (INTERFACES.md).
-        bits = kept * (64 - point["erased_bits"])
-    elif point["n_levels"] is not None:
-        bits = kept * bits_for_levels(point["n_levels"])
-    else:
-        bits = kept * FLOAT32_BITS
+    bits = bits_per_vector(kept, point["n_levels"],
+                           point["erased_bits"] if experiment == "qb" else None)
     row = _row(experiment, n_features, point["score"], point["metric"], point["model"],
                point["dataset"], point["layer"])
     row.update(kept_dims=kept, n_levels=point["n_levels"], erased_bits=point["erased_bits"],

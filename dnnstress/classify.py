@@ -424,7 +424,7 @@ class LinearSVM(BaseEstimator):
         """Train one model per class (1-D ``y``) or per label column (2-D ``y``)."""
         check_features(X)
         xp = array_namespace(X)
-        Y, self.classes_, self.multilabel_ = _encode_targets(y, X.shape[0], xp)
+        Y, self.classes_, self.multilabel_ = one_vs_rest_targets(y, X.shape[0], xp)
         W, b, info = fit_linear_svms(
             X[None], Y, C=self.C, intercept_scaling=self.intercept_scaling, tol=self.tol,
             max_iter=self.max_iter)
@@ -456,14 +456,15 @@ class LinearSVM(BaseEstimator):
         return xp.asarray(self.classes_)[best]
 
 
-def _encode_targets(y, n_samples, xp):
-    """The (n, L) {1, -1, 0} matrix for ``y``, the class labels and the multi-label flag."""
+def one_vs_rest_targets(y, n_samples, xp):
+    """The (n, L) {1, -1, 0} solver targets for ``y`` on backend ``xp``, the label of
+    each column, and whether ``y`` was multi-label (2-D) already."""
     if not (isinstance(y, np.ndarray) or is_cupy_array(y)):
         y = np.asarray(y)
     if y.shape[:1] != (n_samples,):
         raise ValueError(f"y has {y.shape[0] if y.ndim else 0} rows but X has {n_samples}")
     if y.ndim == 2:
-        return y, np.arange(y.shape[1]), True
+        return xp.asarray(y), np.arange(y.shape[1]), True
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D classes or a 2-D label matrix, got shape {y.shape}")
     y_host = to_numpy(y)

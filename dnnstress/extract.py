@@ -29,6 +29,8 @@ from dnnstress.datasets import CorruptImageError, open_dataset, stratified_subse
 from dnnstress.features import FeatureSet
 from dnnstress.models import ModelSpec, get_model, resolve_layer
 from dnnstress.models.cache import get_cache_dir, sha256_file
+from dnnstress.preprocess import POLICIES
+from dnnstress._array import check_count
 
 _PREFETCH_BATCHES = 2
 _SMALL_IMAGE_DATASETS = ("fashion-mnist",)
@@ -130,6 +132,15 @@ class ExtractionOptions:
     progress: bool = True
     threads: int | None = None
 
+    def __post_init__(self):
+        check_count(self.batch_size, "batch_size", 1, 1 << 16)
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.threads is not None:
+            check_count(self.threads, "threads", 1, 1 << 10)
+
 
 def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: Path | None = None,
                   session=None):
@@ -138,7 +149,8 @@ def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: P
     Returns ``(features, kept)``: ``kept`` is a boolean mask of the images that decoded
     (all True unless ``options.skip_corrupt`` let corrupt ones through, which are then
     counted and reported).  With ``checkpoint`` (a path prefix), finished batches are kept
-    on disk and a rerun continues after the last one.
+    on disk and a rerun continues after the last one; the checkpoint stays until the
+    caller has stored the result (:func:`remove_checkpoint`).
     """
     if len(split) == 0:
         raise ValueError(f"the {split.name} split is empty: nothing to extract")
@@ -167,7 +179,6 @@ def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: P
     skipped = int((~kept).sum())
     if skipped:
         print(f"skipped {skipped} corrupt image(s) in the {split.name} split")
-    store.remove()
     return features, kept
 
 
@@ -218,9 +229,7 @@ class _Checkpoint:
             self.kept[:] = True
 
     def _paths(self):
-        return {"features": self.prefix.with_suffix(".features.npy"),
-                "kept": self.prefix.with_suffix(".kept.npy"),
-                "state": self.prefix.with_suffix(".state.json")}
+        return checkpoint_files(self.prefix)
 
     def write(self, indices, features, ok):
         rows = slice(indices.start, indices.stop)
@@ -236,11 +245,18 @@ class _Checkpoint:
     def result(self):
         return np.array(self.features[self.kept]), np.array(self.kept)
 
-    def remove(self):
-        if self.prefix is not None:
-            del self.features, self.kept
-            for path in self._paths().values():
-                path.unlink(missing_ok=True)
+
+
+def checkpoint_files(prefix: Path) -> dict[str, Path]:
+    """The files of the checkpoint ``prefix``: features, kept mask and progress state."""
+    return {part: prefix.parent / f"{prefix.name}.{suffix}" for part, suffix in
+            (("features", "features.npy"), ("kept", "kept.npy"), ("state", "state.json"))}
+
+
+def remove_checkpoint(prefix: Path) -> None:
+    """Delete a checkpoint once what it protected is safely stored elsewhere."""
+    for path in checkpoint_files(prefix).values():
+        path.unlink(missing_ok=True)
 
 
 def extract_features(model: str | ModelSpec | None = None, layer_name: str | None = None,
@@ -269,7 +285,8 @@ def extract_features(model: str | ModelSpec | None = None, layer_name: str | Non
         "network_sha256": sha256_file(onnx_path), "dataset": dataset,
         "root": str(root) if root else None, "train_size": len(splits["train"]),
         "test_size": len(splits["test"]), "subset_seed": seed, "policy": options.policy,
-        "input_size": model.input_size, "skip_corrupt": options.skip_corrupt,
+        "input_size": model.input_size, "resize_size": model.resize_size,
+        "mean": list(model.mean), "std": list(model.std), "skip_corrupt": options.skip_corrupt,
     }
     key = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()[:16]
     folder = get_cache_dir(cache_dir) / "features"
@@ -280,10 +297,10 @@ def extract_features(model: str | ModelSpec | None = None, layer_name: str | Non
         except ValueError:
             cached.unlink()  # unreadable: extract again
     session = create_session(onnx_path, options.device, options.threads)
-    arrays = {}
-    for name, split in splits.items():
-        features, kept = extract_split(split, model, layer, options,
-                                       checkpoint=folder / f".{key}.{name}", session=session)
+    arrays, checkpoints = {}, [folder / f".{key}.{name}" for name in splits]
+    for (name, split), checkpoint in zip(splits.items(), checkpoints):
+        features, kept = extract_split(split, model, layer, options, checkpoint=checkpoint,
+                                       session=session)
         arrays[name] = (features, split.labels[kept])
     metadata["dnnstress_version"] = dnnstress.__version__
     feature_set = FeatureSet(arrays["train"][0], arrays["train"][1], arrays["test"][0],
@@ -291,6 +308,10 @@ def extract_features(model: str | ModelSpec | None = None, layer_name: str | Non
                              metadata=metadata)
     if use_cache:
         feature_set.save(cached)
+    # Only now is every split stored: an interruption before this point resumes
+    # from the checkpoints, whichever split it hit.
+    for checkpoint in checkpoints:
+        remove_checkpoint(checkpoint)
     return feature_set
 
 

@@ -1,7 +1,7 @@
 """Feature files: the hand-off between the network and the stress experiments.
 
 A :class:`FeatureSet` holds the train and test features of one data set together with
-their labels.  It is stored as an ``.npz`` file (see INTERFACES.md, "Features file"):
+their labels.  It is stored as an ``.npz`` file (the README's "features file"):
 
 ``train_x``, ``test_x``
     (n, d) floating-point feature matrices, the same width d.

@@ -26,7 +26,8 @@ import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-from dnnstress.stress.accounting import bits_for_levels, compression_rate, dr_schedule
+from dnnstress.stress.accounting import (bits_for_levels, bits_per_vector, compression_rate,
+                                         dr_schedule)
 
 LOSSES = (0.01, 0.02, 0.03, 0.04, 0.05)
 
@@ -250,13 +251,8 @@ def _compression_rate(row):
     if row.get("compression_rate") is not None:
         return float(row["compression_rate"])
     n = int(row["n_features"])
-    kept = row.get("kept_dims") or n
-    if row.get("erased_bits") is not None:
-        bits = kept * (64 - row["erased_bits"])
-    elif row.get("n_levels") is not None:
-        bits = kept * bits_for_levels(row["n_levels"])
-    else:
-        bits = kept * 32
+    bits = bits_per_vector(row.get("kept_dims") or n, row.get("n_levels"),
+                           row.get("erased_bits"))
     return compression_rate(n, bits)
 
 

@@ -12,7 +12,8 @@ from PIL import Image
 
 from dnnstress import extract
 from dnnstress.datasets import ArraySplit, CorruptImageError
-from dnnstress.extract import ExtractionOptions, create_session, extract_features, extract_split
+from dnnstress.extract import (ExtractionOptions, create_session, extract_features,
+                               extract_split, remove_checkpoint)
 from dnnstress.models import Layer, ModelSpec, register, resolve_layer
 
 SIZE = 8
@@ -102,8 +103,12 @@ def test_interrupted_extraction_resumes_after_the_last_batch(tmp_path, options):
     resumed, _ = extract_split(second, TINY, resolve_layer(TINY), options, checkpoint=checkpoint)
     np.testing.assert_array_equal(resumed, complete)
     # Batches of 4: images 0-11 were saved before image 13 stopped the run, so the
-    # rerun loads only images 12-17, and the checkpoint is cleaned up afterwards.
+    # rerun loads only images 12-17.  The checkpoint stays until the caller has stored
+    # the features.
     assert second.loads == 6
+    assert sorted(p.name for p in checkpoint.parent.iterdir()) == [
+        "train.features.npy", "train.kept.npy", "train.state.json"]
+    remove_checkpoint(checkpoint)
     assert not list(checkpoint.parent.iterdir())
 
 
@@ -245,3 +250,50 @@ def test_cli_extracts_a_user_onnx_file(tmp_path, capsys):
     assert features["train_x"].shape == (6, 3)
     # The default policy for a photo data set is the network's: resize then crop.
     assert '"policy": "resize_crop"' in str(features["metadata"])
+
+
+def test_extraction_interrupted_in_the_test_split_keeps_the_train_split(tmp_path, monkeypatch):
+    from dnnstress.datasets import ImageFileSplit
+
+    write_image_folder(tmp_path / "images")  # 6 train and 6 test images
+    options = ExtractionOptions(batch_size=2, policy="resize", progress=False)
+    clean = extract_features("tiny-means", None, "folder", tmp_path / "images",
+                             options=options, cache_dir=tmp_path / "clean")
+    original = ImageFileSplit.load_image
+    loads = {"train": 0, "test": 0}
+
+    def stop_in_test_split(self, i):
+        if self.name == "test" and i == 3 and not loads["test"] >= 10:
+            loads["test"] = 10  # stop once
+            raise KeyboardInterrupt
+        loads[self.name] += 1
+        return original(self, i)
+
+    monkeypatch.setattr(ImageFileSplit, "load_image", stop_in_test_split)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features("tiny-means", None, "folder", tmp_path / "images", options=options,
+                         cache_dir=tmp_path / "resumed")
+    loads.update(train=0)
+    resumed = extract_features("tiny-means", None, "folder", tmp_path / "images",
+                               options=options, cache_dir=tmp_path / "resumed")
+    assert loads["train"] == 0  # the train split came back from its checkpoint
+    np.testing.assert_array_equal(resumed.train_x, clean.train_x)
+    np.testing.assert_array_equal(resumed.test_x, clean.test_x)
+    leftovers = [p.name for p in (tmp_path / "resumed" / "features").iterdir()
+                 if p.name.startswith(".")]
+    assert leftovers == []  # checkpoints removed once the features file is stored
+
+
+@pytest.mark.parametrize("field, value", [("batch_size", 0), ("batch_size", -3),
+                                          ("policy", "crop"), ("device", "tpu")])
+def test_bad_extraction_options_are_named(field, value):
+    with pytest.raises(ValueError, match=field):
+        ExtractionOptions(**{field: value})
+
+
+def test_demo_rejects_an_unknown_experiment_before_any_work(capsys):
+    from dnnstress.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--experiments", "q2,q3"])
+    assert "unknown experiment" in capsys.readouterr().err

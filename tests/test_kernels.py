@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from dnnstress import _cuda
-from dnnstress.stress import _packing, _uniform
+from dnnstress.stress import _packing, _uniform, bits_for_levels
 
 KERNEL_DIR = Path(__file__).resolve().parents[1] / "kernels"
 NVCC = shutil.which("nvcc")
@@ -224,7 +224,7 @@ def test_encode_then_pack_round_trips(cupy, h):
     """The quantizer's GPU path end to end: codes -> bytes -> codes, any h."""
     X, lo, step = quantizer_problem(np.random.default_rng(h), 301, 77, np.float32, h)
     codes = _cuda.encode(cupy.asarray(X), cupy.asarray(lo), cupy.asarray(step), h)
-    bits = _uniform.bits_per_value(h)
+    bits = bits_for_levels(h)
     packed = _cuda.pack(codes, bits, check_range=False)
     np.testing.assert_array_equal(packed.get(), _packing.pack_codes(codes.get(), bits))
     np.testing.assert_array_equal(_cuda.unpack(packed, bits, 77).get(), codes.get())

@@ -20,7 +20,10 @@ def test_pack_unpack_is_lossless_and_sized_by_the_accounting(n, d, h, per_dimens
     packed = q.pack(X)
     assert packed.dtype == np.uint8
     assert packed.shape == (n, -(-q.bits_per_vector // 8))
-    np.testing.assert_array_equal(q.unpack(packed, dtype=X.dtype), q.transform(X))
+    np.testing.assert_array_equal(q.unpack(packed), q.transform(X))  # the fitted dtype
+    as_float32 = q.unpack(packed, dtype=np.float32)  # computed in float32: close, not equal
+    assert as_float32.dtype == np.float32
+    np.testing.assert_allclose(as_float32, q.transform(X), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(q.unpack(packed.ravel(), n_rows=n, dtype=X.dtype),
                                   q.transform(X))
 

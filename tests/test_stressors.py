@@ -20,6 +20,10 @@ STRESSORS = {
     "qb": lambda: MantissaErasure(40),
     "fc": lambda: make_fc(3, 5),
 }
+# Storage of one stressed 6-d vector: float32 for the unquantized outputs, ceil(log2 5) = 3
+# bits per quantized value, 64 - 40 bits left by Q-B.
+BITS = {"identity": 6 * 32, "dr1": 3 * 32, "dr2": 3 * 32, "q1": 6 * 3, "q2": 6 * 3,
+        "qb": 6 * 24, "fc": 3 * 3}
 
 
 @pytest.fixture
@@ -36,16 +40,39 @@ def test_estimator_contract(name, features):
     out = stressor.transform(features[:7])
     assert out.shape == (7, stressor.n_features_out_)
     np.testing.assert_array_equal(stressor.fit_transform(features)[:7], out)
-    assert stressor.bits_per_vector >= 0
+    assert stressor.bits_per_vector == BITS[name]
 
 
 @pytest.mark.parametrize("name", STRESSORS)
-def test_backend_in_equals_backend_out(name, features, xp):
-    device_x = xp.asarray(features)
+def test_cupy_in_cupy_out_and_same_result(name, features, cupy):
+    device_x = cupy.asarray(features)
     out = STRESSORS[name]().fit(device_x).transform(device_x)
-    assert type(out) is type(device_x)
+    assert isinstance(out, cupy.ndarray)
     expected = STRESSORS[name]().fit(features).transform(features)
     np.testing.assert_allclose(to_numpy(out), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, bad_params, good_params", [
+    ("dr1", {"n_components": 0}, {"n_components": 2}),
+    ("dr2", {"n_components": 9}, {"n_components": 2}),
+    ("q1", {"n_levels": 0}, {"n_levels": 2}),
+    ("qb", {"n_bits": 99}, {"n_bits": 2}),
+])
+def test_failed_fit_leaves_the_stressor_unfitted(name, bad_params, good_params, features):
+    stressor = STRESSORS[name]().set_params(**bad_params)
+    with pytest.raises(ValueError):
+        stressor.fit(features)
+    stressor.set_params(**good_params)
+    with pytest.raises(ValueError, match="not fitted"):
+        stressor.transform(features)
+
+
+def test_quantizer_keeps_the_levels_it_was_fitted_with(features):
+    q = UniformQuantizer(2).fit(features)
+    before = q.transform(features)
+    q.set_params(n_levels=0)  # takes effect at the next fit only
+    np.testing.assert_array_equal(q.transform(features), before)
+    assert q.bits_per_vector == 6
 
 
 def test_plain_sklearn_pipeline_composes(features):

@@ -45,7 +45,11 @@ def run(args) -> dict:
 
 
 def _naive_q2(X, lo, step, h):
-    """Q-2 as one would first write it: float64 temporaries, one numpy pass per step."""
+    """Q-2 as one would first write it: float64 temporaries, one numpy pass per step.
+
+    A timing baseline only: ``floor`` sends a value on a bin edge to the upper centre,
+    where the specification (``_uniform``) takes the lower one.
+    """
     codes = np.clip(np.floor((X.astype(np.float64) - lo) / np.where(step > 0, step, 1)), 0, h - 1)
     return (lo + (codes + 0.5) * step).astype(X.dtype)
 
@@ -73,8 +77,7 @@ def _measure(X, h, device):
                X.nbytes + packed.nbytes)
         if device == "cpu" and per_dimension:
             # The baselines the compiled kernel is measured against, on a slice (they
-            # are slow), per byte: the array-API twin, and the paper's formula written
-            # the obvious way in float64 numpy.
+            # are slow), per byte: the array-API twin, and a first-draft numpy Q-2.
             part = X[: max(1, X.shape[0] // 8)]
             yield ("Q-2 reconstruct, array-API twin", best_time(
                 lambda: _uniform.reconstruct(part, q.data_min_, q.step_, h), repeats=2),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from dnnstress.commands.sweep import experiments_argument
 from dnnstress.datasets import DatasetNotFoundError, fetch_fashion_mnist, open_dataset
 from dnnstress.extract import ExtractionOptions, default_policy, extract_features
 from dnnstress.models import get_model
@@ -43,6 +44,7 @@ def add_parser(subparsers):
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS),
+                        type=experiments_argument,
                         help="comma-separated subset of " + ",".join(EXPERIMENTS))
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--no-fetch", action="store_true",
@@ -61,8 +63,8 @@ def run(args) -> int:
     print(f"network: {model.description}")
     model.onnx_path()  # built from the installed weights on first use, then cached
 
-    train_size = args.train_size or (None if args.full else DEMO_TRAIN)
-    test_size = args.test_size or (None if args.full else DEMO_TEST)
+    train_size = _size(args.train_size, DEMO_TRAIN, args.full)
+    test_size = _size(args.test_size, DEMO_TEST, args.full)
     extraction = ExtractionOptions(policy=default_policy("fashion-mnist"), device=args.device,
                                    progress=not args.no_progress)
     features = extract_features(model.name, None, "fashion-mnist", train_size=train_size,
@@ -80,6 +82,13 @@ def run(args) -> int:
     print(f"\nwritten to {out}/: results.csv, table3.md, table3.csv, figures (*.png)")
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def _size(requested, default, full):
+    """The subset size: as requested, else all images with --full, else the default."""
+    if requested is not None:
+        return requested
+    return None if full else default
 
 
 def _ensure_fashion_mnist(fetch: bool) -> None:

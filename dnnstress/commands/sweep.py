@@ -18,7 +18,7 @@ def add_parser(subparsers):
     parser.add_argument("features", metavar="FEATURES.npz", help="features file")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="folder for results.csv and sweep.json")
-    parser.add_argument("--experiments", default=",".join(EXPERIMENTS), type=_experiments,
+    parser.add_argument("--experiments", default=",".join(EXPERIMENTS), type=experiments_argument,
                         help="comma-separated subset of %(default)s (the baseline always runs)")
     parser.add_argument("--device", choices=DEVICES, default="cpu")
     parser.add_argument("--normalize", choices=NORMALIZE, default="after",
@@ -57,7 +57,8 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _experiments(text: str) -> tuple[str, ...]:
+def experiments_argument(text: str) -> tuple[str, ...]:
+    """argparse type of ``--experiments``: a checked comma-separated list."""
     try:
         return parse_experiments(text)
     except ValueError as error:

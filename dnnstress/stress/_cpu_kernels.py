@@ -93,11 +93,16 @@ def _unpack_kernel(packed, bits, out):
             filled -= bits
 
 
-def pack(codes, bits):
-    """Codes packed ``bits`` per value, rows padded to whole bytes (see ``_packing``)."""
+def pack(codes, bits, *, check_range=True):
+    """Codes packed ``bits`` per value, rows padded to whole bytes (see ``_packing``).
+
+    ``check_range=False`` skips the pass that checks every code fits in ``bits``, for
+    codes that are in range by construction (``UniformQuantizer.encode``'s).
+    """
     if bits in (0, 8, 16):  # whole bytes or nothing: the twin is a plain copy
         return _packing.pack_codes(codes, bits)
-    _packing.check_codes(codes, bits)
+    if check_range:
+        _packing.check_codes(codes, bits)
     out = np.empty((codes.shape[0], _packing.packed_row_bytes(codes.shape[1], bits)), np.uint8)
     _pack_kernel(np.ascontiguousarray(codes), bits, out)
     return out

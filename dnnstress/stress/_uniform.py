@@ -36,11 +36,6 @@ def code_dtype(n_levels: int):
     return np.uint8 if n_levels <= 256 else np.uint16
 
 
-def bits_per_value(n_levels: int) -> int:
-    """ceil(log2 h): the storage cost of one quantized value (h = 1 costs nothing)."""
-    return int(n_levels - 1).bit_length()
-
-
 def safe_step(step):
     """``step`` with +inf where it is 0, so that constant dimensions divide to t = 0."""
     xp = array_namespace(step)

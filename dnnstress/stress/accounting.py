@@ -39,6 +39,23 @@ def compression_rate(n_input_dims: int, bits_per_vector: int) -> float:
     return 1.0 - bits_per_vector / (FLOAT32_BITS * n_input_dims)
 
 
+def bits_per_vector(kept_dims: int, n_levels: int | None = None,
+                    erased_bits: int | None = None) -> int:
+    """Storage of one stressed vector of ``kept_dims`` values, from a results row's
+    parameters: float32 values (DR, baseline), ``ceil(log2 h)`` bits per value (Q-1,
+    Q-2, FC), or float64 with ``erased_bits`` dropped (Q-B).  A fitted stressor's own
+    ``bits_per_vector`` gives the same numbers.
+
+    >>> bits_per_vector(409, n_levels=27), bits_per_vector(4096, erased_bits=50)
+    (2045, 57344)
+    """
+    if erased_bits is not None:
+        return kept_dims * (64 - erased_bits)
+    if n_levels is not None:
+        return kept_dims * bits_for_levels(n_levels)
+    return kept_dims * FLOAT32_BITS
+
+
 def dr_schedule(n_features: int, n_steps: int = 20) -> list[int]:
     """Kept-dimension counts of the DR experiments, as the authors' tables have them.
 

@@ -9,8 +9,6 @@ storage its output needs, ``bits_per_vector``, for the compression accounting.
 
 from __future__ import annotations
 
-import operator
-
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from dnnstress._array import array_namespace, check_features, is_cupy_array
@@ -18,12 +16,15 @@ from dnnstress.stress.accounting import FLOAT32_BITS
 
 
 class Stressor(TransformerMixin, BaseEstimator):
-    """Base class: input validation and the fitted-state checks."""
+    """Base class: input validation and the fitted-state checks.
+
+    ``n_features_in_`` marks a fitted stressor, so every ``fit`` validates all its input
+    and parameters first and sets it last: a ``fit`` that raised leaves the stressor
+    unfitted, never half-fitted.
+    """
 
     def _validate_fit_input(self, X):
-        check_features(X)
-        self.n_features_in_ = X.shape[1]
-        return X
+        return check_features(X)
 
     def _validate_transform_input(self, X):
         if not hasattr(self, "n_features_in_"):
@@ -41,22 +42,12 @@ class Identity(Stressor):
 
     def fit(self, X, y=None):
         self._validate_fit_input(X)
-        self.n_features_out_ = self.n_features_in_
+        self.n_features_out_ = X.shape[1]
+        self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X):
         return self._validate_transform_input(X)
-
-
-def check_count(value, name: str, low: int, high: int) -> int:
-    """An integer parameter in ``[low, high]``, or a ValueError/TypeError naming it."""
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
-    return value
 
 
 def like(param, X):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnstress.stress.base import Stressor, check_count
+from dnnstress._array import check_count
+from dnnstress.stress.base import Stressor
 
 _UINT_OF = {np.dtype(np.float64): np.uint64, np.dtype(np.float32): np.uint32}
 
@@ -34,7 +35,8 @@ class MantissaErasure(Stressor):
     def fit(self, X, y=None):
         self._validate_fit_input(X)
         self._check_params()
-        self.n_features_out_ = self.n_features_in_
+        self.n_features_out_ = X.shape[1]
+        self.n_features_in_ = X.shape[1]
         return self
 
     @property

@@ -17,7 +17,8 @@ import numpy as np
 from dnnstress._array import array_namespace, is_cupy_array
 from dnnstress.stress import _uniform
 from dnnstress.stress.accounting import bits_for_levels
-from dnnstress.stress.base import Stressor, check_count, like
+from dnnstress._array import check_count
+from dnnstress.stress.base import Stressor, like
 
 
 def _kernels_for(X):
@@ -47,8 +48,13 @@ class UniformQuantizer(Stressor):
     step_ : array of shape (n_features,), float64
         Bin width ``(max - min) / h``; 0 for a dimension constant on the training set,
         which then maps every value to that constant.
+    n_levels_ : int
+        The ``h`` the ranges were split into (``set_params`` after ``fit`` changes
+        nothing until the next ``fit``).
     bits_per_value_ : int
         ``ceil(log2 h)``.
+    dtype_ : dtype
+        Floating type of the training features, the default of ``decode``/``unpack``.
 
     Examples
     --------
@@ -71,11 +77,14 @@ class UniformQuantizer(Stressor):
         else:
             d = X.shape[1]
             low, high = xp.full(d, float(xp.min(X))), xp.full(d, float(xp.max(X)))
+        self.n_levels_ = h
         self.data_min_ = low.astype(np.float64)
         self.data_max_ = high.astype(np.float64)
         self.step_ = (self.data_max_ - self.data_min_) / h
         self.bits_per_value_ = bits_for_levels(h)
-        self.n_features_out_ = self.n_features_in_
+        self.dtype_ = X.dtype
+        self.n_features_out_ = X.shape[1]
+        self.n_features_in_ = X.shape[1]
         return self
 
     @property
@@ -86,26 +95,26 @@ class UniformQuantizer(Stressor):
         """The reconstruction: every value replaced by its bin centre (same dtype)."""
         X = self._validate_transform_input(X)
         lo, step = self._params_like(X)
-        return _kernels_for(X).reconstruct(_contiguous(X), lo, step, self.n_levels)
+        return _kernels_for(X).reconstruct(_contiguous(X), lo, step, self.n_levels_)
 
     def encode(self, X):
         """Integer bin indices, uint8 for h <= 256, uint16 above."""
         X = self._validate_transform_input(X)
         lo, step = self._params_like(X)
-        return _kernels_for(X).encode(_contiguous(X), lo, step, self.n_levels)
+        return _kernels_for(X).encode(_contiguous(X), lo, step, self.n_levels_)
 
-    def decode(self, codes, dtype=np.float32):
-        """Bin centres for integer ``codes``, as ``dtype`` (float32, the baseline type)."""
+    def decode(self, codes, dtype=None):
+        """Bin centres for integer ``codes``, as ``dtype`` (default: the training dtype)."""
         self._check_codes(codes)
         lo, step = self._params_like(codes)
-        return _uniform.decode(codes, lo, step, dtype)
+        return _uniform.decode(codes, lo, step, self.dtype_ if dtype is None else dtype)
 
     def pack(self, X):
         """Codes of ``X`` as a dense bit stream: uint8 array (n_rows, ceil(bits_per_vector/8))."""
-        codes = self.encode(X)
-        return _kernels_for(codes).pack(codes, self.bits_per_value_)
+        codes = self.encode(X)  # in range by construction: no need to check them again
+        return _kernels_for(codes).pack(codes, self.bits_per_value_, check_range=False)
 
-    def unpack(self, packed, n_rows=None, dtype=np.float32):
+    def unpack(self, packed, n_rows=None, dtype=None):
         """Reconstruction from ``pack``'s bytes (2-D, or flat with ``n_rows`` given)."""
         if n_rows is not None:
             packed = packed.reshape(n_rows, -1)
@@ -116,7 +125,7 @@ class UniformQuantizer(Stressor):
         return like(self.data_min_, X), like(self.step_, X)
 
     def _check_codes(self, codes):
-        if not hasattr(self, "step_"):
+        if not hasattr(self, "n_features_in_"):
             raise ValueError("this UniformQuantizer is not fitted yet: call fit first")
         xp = array_namespace(codes)
         if codes.ndim != 2 or codes.shape[1] != self.n_features_out_:
@@ -124,8 +133,8 @@ class UniformQuantizer(Stressor):
                              f"got {codes.shape}")
         if not xp.issubdtype(codes.dtype, xp.integer):
             raise TypeError(f"codes must be integers, got {codes.dtype}")
-        if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= self.n_levels):
-            raise ValueError(f"codes must lie in [0, {self.n_levels - 1}]")
+        if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= self.n_levels_):
+            raise ValueError(f"codes must lie in [0, {self.n_levels_ - 1}]")
 
 
 def _contiguous(X):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from dnnstress._array import array_namespace
-from dnnstress.stress.base import Stressor, check_count, like
+from dnnstress._array import check_count
+from dnnstress.stress.base import Stressor, like
 
 
 class RandomDrop(Stressor):
@@ -41,9 +42,10 @@ class RandomDrop(Stressor):
 
     def fit(self, X, y=None):
         self._validate_fit_input(X)
-        check_count(self.n_components, "n_components", 1, self.n_features_in_)
-        self.permutation_ = np.random.default_rng(self.random_state).permutation(
-            self.n_features_in_)
+        d = X.shape[1]
+        check_count(self.n_components, "n_components", 1, d)
+        self.permutation_ = np.random.default_rng(self.random_state).permutation(d)
+        self.n_features_in_ = d
         return self
 
     @property
@@ -98,8 +100,8 @@ class PCADrop(Stressor):
         n, d = X.shape
         if n < 2:
             raise ValueError("PCADrop needs at least 2 training samples")
-        self.mean_ = xp.mean(X.astype(xp.float64), axis=0)
-        centred = X.astype(xp.float64) - self.mean_
+        mean = xp.mean(X.astype(xp.float64), axis=0)
+        centred = X.astype(xp.float64) - mean
         if d <= n:
             variances, vectors = xp.linalg.eigh(centred.T @ centred)
             components = vectors.T
@@ -110,31 +112,35 @@ class PCADrop(Stressor):
             components = (centred.T @ vectors / xp.sqrt(variances)).T
         # eigh sorts ascending: flip to decreasing variance.
         components, variances = xp.flip(components, axis=0), xp.flip(variances)
+        _check_n_components(self.n_components, components.shape[0], d)
+        self.mean_ = mean
         self.explained_variance_ = xp.clip(variances, 0, None) / (n - 1)
         self.components_ = components * _largest_entry_signs(components)[:, None]
-        self._check_n_components()
+        self.n_features_in_ = d
         return self
 
     @property
     def n_features_out_(self) -> int:
-        return self._check_n_components()
+        return _check_n_components(self.n_components, self.components_.shape[0],
+                                   self.n_features_in_)
 
     def transform(self, X):
         X = self._validate_transform_input(X)
-        k = self._check_n_components()
+        k = self.n_features_out_
         basis = like(self.components_[:k], X).astype(X.dtype)
         return X @ basis.T
 
-    def _check_n_components(self) -> int:
-        available = self.components_.shape[0]
-        if self.n_components is None:
-            return available
-        if isinstance(self.n_components, int) and self.n_components > available:
-            raise ValueError(
-                f"n_components={self.n_components} but only {available} principal directions "
-                f"exist ({self.n_features_in_} features; with fewer training samples than "
-                f"features, at most n_samples - 1 directions have any variance)")
-        return check_count(self.n_components, "n_components", 1, available)
+
+def _check_n_components(n_components, available: int, n_features: int) -> int:
+    """``n_components`` (None: all) as a count of the ``available`` directions."""
+    if n_components is None:
+        return available
+    if isinstance(n_components, int) and n_components > available:
+        raise ValueError(
+            f"n_components={n_components} but only {available} principal directions exist "
+            f"({n_features} features; with fewer training samples than features, at most "
+            f"n_samples - 1 directions have any variance)")
+    return check_count(n_components, "n_components", 1, available)
 
 
 def _largest_entry_signs(rows):

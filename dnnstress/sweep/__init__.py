@@ -1,8 +1,8 @@
 """The experiment engine: run the paper's stress experiments on a features file.
 
 ``run_sweep`` trains and scores one linear SVM per configuration of the grid and appends
-each result to ``DIR/results.csv`` as soon as it is known (columns in INTERFACES.md);
-``read_results`` reads them back with typed values.  An interrupted sweep resumes.
+each result to ``DIR/results.csv`` as soon as it is known (columns: ``COLUMNS``, described
+in the README); ``read_results`` reads them back with typed values.  An interrupted sweep resumes.
 """
 
 from dnnstress.sweep.grid import EXPERIMENTS, Grid, parse_experiments, parse_int_list

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from dnnstress.stress.base import check_count
+from dnnstress._array import check_count
 
 EXPERIMENTS = ("baseline", "dr1", "dr2", "q1", "q2", "fc", "qb")
 DR_STEPS = 20

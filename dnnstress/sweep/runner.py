@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dnnstress import __version__
-from dnnstress.classify import fit_linear_svms, l2_normalize
+from dnnstress.classify import fit_linear_svms, l2_normalize, one_vs_rest_targets
 from dnnstress.features import FeatureSet
 from dnnstress.metrics import score_predictions
 from dnnstress.stress import compression_rate
@@ -185,7 +185,8 @@ class _Pipeline:
         self.train_x, self.test_x = xp.asarray(features.train_x), xp.asarray(features.test_x)
         if normalize == "both":
             self.train_x, self.test_x = l2_normalize(self.train_x), l2_normalize(self.test_x)
-        self.targets, self.classes = _one_vs_rest(features.train_y, xp)
+        self.targets, self.classes, _ = one_vs_rest_targets(
+            features.train_y, features.train_x.shape[0], xp)
         self.test_y = features.test_y
         self.n_features = features.n_features
         self.C, self.ap_method = C, ap_method
@@ -208,18 +209,6 @@ class _Pipeline:
         score, metric = score_predictions(decision, self.test_y, self.classes,
                                           method=self.ap_method)
         return float(score), metric
-
-
-def _one_vs_rest(y, xp):
-    """Solver targets (n, L) in {1, -1, 0} and the class of each column (None for
-    multi-label data, whose columns are the labels)."""
-    if y.ndim == 2:
-        return xp.asarray(y), None
-    classes = np.unique(y)
-    if classes.size < 2:
-        raise ValueError(f"the training labels hold {classes.size} class; need >= 2")
-    targets = np.where(y[:, None] == classes[None, :], 1, -1).astype(np.int8)
-    return xp.asarray(targets), classes
 
 
 def fingerprint(features: FeatureSet) -> str:
