@@ -19,7 +19,7 @@ from dnnstress.models import get_model
 from dnnstress.report import format_summary, write_report
 from dnnstress.sweep import EXPERIMENTS, Grid, run_sweep
 
-# Dense enough for every figure, small enough for about five minutes on two cores:
+# Dense enough for every figure, small enough to finish within five minutes on two cores:
 # over the levels where the curves bend, DR-1 with 3 repeats, FC on every
 # other step of its grid.
 DEMO_GRID = Grid(levels=(1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 20, 24, 30),
