@@ -42,13 +42,14 @@ def to_numpy(x) -> np.ndarray:
 
 
 def check_features(X, *, name: str = "X", n_features: int | None = None,
-                   allow_empty: bool = False):
+                   allow_empty: bool = False, check_finite: bool = True):
     """Validate a 2-D floating feature matrix and return it unchanged.
 
     Raises a ``TypeError``/``ValueError`` that names the problem instead of letting a bad
     array fail deep inside numpy or, worse, produce NaN scores.  Integer input is refused
     rather than converted, since quantizing integer codes as if they were features is
-    almost always a mistake (use ``X.astype(np.float32)`` to mean it).
+    almost always a mistake (use ``X.astype(np.float32)`` to mean it).  ``check_finite``
+    False leaves the NaN/inf check to a kernel that makes it in its own pass.
     """
     if not (isinstance(X, np.ndarray) or is_cupy_array(X)):
         raise TypeError(f"{name} must be a numpy or CuPy array, got {type(X).__name__}")
@@ -64,7 +65,7 @@ def check_features(X, *, name: str = "X", n_features: int | None = None,
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(
             f"{name} has {X.shape[1]} features but the stressor was fitted on {n_features}")
-    if X.size and not bool(xp.isfinite(X).all()):
+    if check_finite and X.size and not bool(xp.isfinite(X).all()):
         bad = int((~xp.isfinite(X)).sum())
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
     return X
@@ -79,3 +80,24 @@ def check_count(value, name: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
     return value
+
+
+def output_array(out, shape, dtype, like):
+    """``out`` checked to hold a result of ``shape`` and ``dtype`` on ``like``'s backend,
+    or a new array when ``out`` is None.
+
+    Writing into a caller's array saves the allocation and, for large results, the page
+    faults of touching fresh memory, which cost a streaming kernel more than its work.
+    """
+    xp = array_namespace(like)
+    if out is None:
+        return xp.empty(shape, dtype=dtype)
+    if is_cupy_array(out) != is_cupy_array(like) or not hasattr(out, "flags"):
+        raise TypeError(f"out must be a {xp.__name__} array like the input, "
+                        f"got {type(out).__name__}")
+    if out.shape != tuple(shape) or out.dtype != dtype:
+        raise ValueError(f"out must have shape {tuple(shape)} and dtype {np.dtype(dtype)}, "
+                         f"got {out.shape} and {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    return out

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dnnstress._array import check_count, output_array
 from dnnstress.stress import _packing, _uniform
-from dnnstress._array import check_count
 
 # --fmad=false: no multiply-add contraction, which would round lo + (code + 0.5) * step
 # once instead of twice.  No --use_fast_math: division stays IEEE.  Both are a second
@@ -66,7 +66,7 @@ def reconstruct(X, lo, step, n_levels, out=None):
     cupy.ndarray of shape (n, d), X's dtype
     """
     X, lo, step, safe, h = _quantize_inputs(X, lo, step, n_levels)
-    out = _output(out, X.shape, X.dtype)
+    out = output_array(out, X.shape, X.dtype, X)
     _launch_quantize("quantize_reconstruct_" + _TYPE_NAMES[X.dtype], X, out, lo, step, safe, h)
     return out
 
@@ -80,7 +80,7 @@ def encode(X, lo, step, n_levels, out=None):
     """
     X, lo, step, safe, h = _quantize_inputs(X, lo, step, n_levels)
     dtype = np.dtype(_uniform.code_dtype(h))
-    out = _output(out, X.shape, dtype)
+    out = output_array(out, X.shape, dtype, X)
     name = f"quantize_encode_{_TYPE_NAMES[X.dtype]}_{_TYPE_NAMES[dtype]}"
     _launch_quantize(name, X, out, lo, step, safe, h)
     return out
@@ -233,21 +233,6 @@ def _column_param(value, name: str, d: int):
         raise ValueError(f"{name} must have shape ({d},) (one value per column), "
                          f"got {param.shape}")
     return param
-
-
-def _output(out, shape, dtype):
-    """``out`` checked against the result it will hold, or a fresh array."""
-    cupy = _cupy()
-    if out is None:
-        return cupy.empty(shape, dtype=dtype)
-    if not isinstance(out, cupy.ndarray):
-        raise TypeError(f"out must be a CuPy array, got {type(out).__name__}")
-    if out.shape != tuple(shape) or out.dtype != dtype:
-        raise ValueError(f"out must have shape {tuple(shape)} and dtype {dtype}, "
-                         f"got {out.shape} and {out.dtype}")
-    if not out.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous")
-    return out
 
 
 def _check_row_bits(n_cols: int, bits: int) -> None:

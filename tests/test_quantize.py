@@ -176,3 +176,27 @@ def test_fast_cpu_packing_equals_twin(bits):
         packed = _cpu_kernels.pack(codes, bits)
         np.testing.assert_array_equal(packed, _packing.pack_codes(codes, bits))
         np.testing.assert_array_equal(_cpu_kernels.unpack(packed, bits, d), codes)
+
+
+def test_transform_and_encode_write_into_out(xp):
+    X = xp.asarray(np.random.default_rng(3).standard_normal((40, 9)).astype(np.float32))
+    q = UniformQuantizer(6, per_dimension=True).fit(X)
+    out = xp.empty_like(X)
+    assert q.transform(X, out=out) is out
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(q.transform(X)))
+    codes = xp.empty(X.shape, dtype=np.uint8)
+    assert q.encode(X, out=codes) is codes
+    np.testing.assert_array_equal(to_numpy(codes), to_numpy(q.encode(X)))
+
+
+@pytest.mark.parametrize("bad_out, error, message", [
+    (np.empty((40, 8), np.float32), ValueError, "shape"),
+    (np.empty((40, 9), np.float64), ValueError, "dtype"),
+    (np.empty((9, 40), np.float32).T, ValueError, "C-contiguous"),
+    ([[0.0] * 9] * 40, TypeError, "numpy array"),
+])
+def test_bad_out_is_named(bad_out, error, message):
+    X = np.random.default_rng(3).standard_normal((40, 9)).astype(np.float32)
+    q = UniformQuantizer(6).fit(X)
+    with pytest.raises(error, match=message):
+        q.transform(X, out=bad_out)

@@ -38,15 +38,21 @@ def best_time(fn, *, xp=np, repeats: int = 5, min_time: float = 0.2) -> float:
     return best
 
 
-def copy_bandwidth(x) -> float:
+def copy_bandwidth(x, into_existing: bool = True) -> float:
     """Memory-copy bandwidth in GB/s (bytes read + bytes written) for an array like ``x``.
 
     This is the hardware limit a streaming stressor can approach: it reads its input once
-    and writes its output once, exactly like a copy.
+    and writes its output once, exactly like a copy.  ``into_existing`` copies into an
+    array allocated beforehand (the limit of a kernel given ``out=``); False copies into
+    a new array each time, paying the allocation and the first-touch page faults that
+    any function returning a new result pays too.
     """
     xp = array_namespace(x)
-    out = xp.empty_like(x)
-    seconds = best_time(lambda: xp.copyto(out, x), xp=xp)
+    if into_existing:
+        out = xp.empty_like(x)
+        seconds = best_time(lambda: xp.copyto(out, x), xp=xp)
+    else:
+        seconds = best_time(lambda: x.copy(), xp=xp)
     return 2 * x.nbytes / seconds / 1e9
 
 

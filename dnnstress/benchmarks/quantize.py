@@ -2,9 +2,12 @@
 
 A quantizer reads each value once and writes one value, code or a few bits, so the
 bandwidth of a plain copy of the same matrix, timed in the same run, is the ceiling.
-Throughput counts bytes read plus bytes written, as the copy does.  The array-API
-reference formula (``dnnstress.stress._uniform``) is timed on the CPU as the naive
-baseline the compiled kernels are measured against.
+Throughput counts bytes read plus bytes written, as the copy does.  Like is compared with
+like: an operation writing into a given ``out=`` array against a copy into an existing
+array, one returning a new array against a copy to a new array (which also pays the
+allocation and the page faults of fresh memory).  The array-API reference formula
+(``dnnstress.stress._uniform``) and a first-draft numpy Q-2 are timed on the CPU as the
+naive baselines the compiled kernels are measured against.
 """
 
 from __future__ import annotations
@@ -27,20 +30,22 @@ def run(args) -> dict:
     rows = []
     for device in available_devices(args.device):
         X = _features(args.rows, args.dims, device)
-        copy = copy_bandwidth(X)
-        entry = {"copy_gb_s": copy, "operations": []}
-        rows.append({"device": device, "operation": "memory copy", "GB/s": copy,
-                     "% of copy": 100.0})
-        for name, seconds, moved in _measure(X, args.levels, device):
+        copies = {"existing": copy_bandwidth(X), "new": copy_bandwidth(X, into_existing=False)}
+        entry = {"copy_gb_s": copies, "operations": []}
+        for target, rate in copies.items():
+            rows.append({"device": device, "operation": f"memory copy into {target} array",
+                         "output": target, "GB/s": rate, "% of copy": 100.0})
+        for name, target, seconds, moved in _measure(X, args.levels, device):
             rate = moved / seconds / 1e9
-            entry["operations"].append({"name": name, "seconds": seconds, "gb_s": rate,
-                                        "fraction_of_copy": rate / copy})
-            rows.append({"device": device, "operation": name, "GB/s": rate,
-                         "% of copy": 100 * rate / copy})
+            entry["operations"].append({"name": name, "output": target, "seconds": seconds,
+                                        "gb_s": rate, "fraction_of_copy": rate / copies[target]})
+            rows.append({"device": device, "operation": name, "output": target, "GB/s": rate,
+                         "% of copy": 100 * rate / copies[target]})
         results["devices"][device] = entry
     print(f"float32 matrix {args.rows} x {args.dims} ({args.rows * args.dims * 4 / 1e6:.0f} MB),"
-          f" h = {args.levels}; GB/s counts bytes read + written")
-    print_table(rows, ["device", "operation", "GB/s", "% of copy"])
+          f" h = {args.levels}; GB/s counts bytes read + written; % of the copy into the "
+          f"same kind of output")
+    print_table(rows, ["device", "operation", "output", "GB/s", "% of copy"])
     return results
 
 
@@ -64,24 +69,27 @@ def _features(n_rows, n_dims, device):
 
 
 def _measure(X, h, device):
-    """(operation, seconds per call, bytes moved per call) for each timed operation."""
+    """(operation, output kind, seconds per call, bytes moved per call) for each one."""
     xp = np if device == "cpu" else __import__("cupy")
     for per_dimension, label in ((False, "Q-1"), (True, "Q-2")):
         q = UniformQuantizer(h, per_dimension=per_dimension).fit(X)
-        codes = q.encode(X)
+        values, codes = xp.empty_like(X), q.encode(X)
         packed = q.pack(X)
-        yield (f"{label} reconstruct", best_time(lambda: q.transform(X), xp=xp), 2 * X.nbytes)
-        yield (f"{label} encode", best_time(lambda: q.encode(X), xp=xp),
+        yield (f"{label} reconstruct", "existing",
+               best_time(lambda: q.transform(X, out=values), xp=xp), 2 * X.nbytes)
+        yield (f"{label} reconstruct", "new", best_time(lambda: q.transform(X), xp=xp),
+               2 * X.nbytes)
+        yield (f"{label} encode", "existing", best_time(lambda: q.encode(X, out=codes), xp=xp),
                X.nbytes + codes.nbytes)
-        yield (f"{label} pack", best_time(lambda: q.pack(X), xp=xp),
+        yield (f"{label} pack (encode + bits)", "new", best_time(lambda: q.pack(X), xp=xp),
                X.nbytes + packed.nbytes)
         if device == "cpu" and per_dimension:
             # The baselines the compiled kernel is measured against, on a slice (they
             # are slow), per byte: the array-API twin, and a first-draft numpy Q-2.
             part = X[: max(1, X.shape[0] // 8)]
-            yield ("Q-2 reconstruct, array-API twin", best_time(
+            yield ("Q-2 reconstruct, array-API twin", "new", best_time(
                 lambda: _uniform.reconstruct(part, q.data_min_, q.step_, h), repeats=2),
                 2 * part.nbytes)
-            yield ("Q-2 reconstruct, naive float64 numpy", best_time(
+            yield ("Q-2 reconstruct, naive float64 numpy", "new", best_time(
                 lambda: _naive_q2(part, q.data_min_, q.step_, h), repeats=2),
                 2 * part.nbytes)

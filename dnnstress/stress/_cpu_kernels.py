@@ -14,48 +14,72 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from dnnstress._array import output_array
 from dnnstress.stress import _packing
 from dnnstress.stress._uniform import code_dtype, safe_step
 
 _JIT = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
 
 
+# Both kernels also count the non-finite inputs of each row (x - x is NaN for NaN and
+# inf, 0 otherwise): checking in the same pass costs a fraction of a separate
+# ``isfinite(X).all()``, which would read the data again and allocate a mask.
+
 @numba.njit(**_JIT)
-def _reconstruct_kernel(X, lo, step, divisor, zero, half, one, top, out):
+def _reconstruct_kernel(X, lo, step, divisor, zero, half, one, top, out, bad_per_row):
     n, d = X.shape
     for i in numba.prange(n):
+        bad = 0
         for j in range(d):
-            code = np.ceil((X[i, j] - lo[j]) / divisor[j]) - one
+            x = X[i, j]
+            bad += np.int32(x - x != zero)
+            code = np.ceil((x - lo[j]) / divisor[j]) - one
             code = min(max(code, zero), top)
             out[i, j] = lo[j] + (code + half) * step[j]
+        bad_per_row[i] = bad
 
 
 @numba.njit(**_JIT)
-def _encode_kernel(X, lo, divisor, zero, one, top, out):
+def _encode_kernel(X, lo, divisor, zero, one, top, out, bad_per_row):
     n, d = X.shape
     for i in numba.prange(n):
+        bad = 0
         for j in range(d):
-            code = np.ceil((X[i, j] - lo[j]) / divisor[j]) - one
+            x = X[i, j]
+            bad += np.int32(x - x != zero)
+            code = np.ceil((x - lo[j]) / divisor[j]) - one
             out[i, j] = min(max(code, zero), top)
+        bad_per_row[i] = bad
 
 
 def reconstruct(X, lo, step, n_levels, out=None):
-    """Nearest bin centre of every value of ``X`` (see ``_uniform.reconstruct``)."""
-    out = np.empty_like(X) if out is None else out
-    real = X.dtype.type
+    """Nearest bin centre of every value of ``X`` (see ``_uniform.reconstruct``).
+
+    Raises a ValueError, as ``check_features`` would, if ``X`` holds NaN or infinity.
+    """
+    out = output_array(out, X.shape, X.dtype, X)
+    real, bad = X.dtype.type, np.empty(X.shape[0], np.int64)
     _reconstruct_kernel(X, lo.astype(X.dtype), step.astype(X.dtype),
                         safe_step(step).astype(X.dtype), real(0), real(0.5), real(1),
-                        real(n_levels - 1), out)
+                        real(n_levels - 1), out, bad)
+    _raise_if_not_finite(bad)
     return out
 
 
 def encode(X, lo, step, n_levels, out=None):
-    """Integer codes of ``X`` (see ``_uniform.encode``)."""
-    out = np.empty(X.shape, dtype=code_dtype(n_levels)) if out is None else out
-    real = X.dtype.type
+    """Integer codes of ``X`` (see ``_uniform.encode``); NaN or inf: a ValueError."""
+    out = output_array(out, X.shape, code_dtype(n_levels), X)
+    real, bad = X.dtype.type, np.empty(X.shape[0], np.int64)
     _encode_kernel(X, lo.astype(X.dtype), safe_step(step).astype(X.dtype), real(0), real(1),
-                   real(n_levels - 1), out)
+                   real(n_levels - 1), out, bad)
+    _raise_if_not_finite(bad)
     return out
+
+
+def _raise_if_not_finite(bad_per_row):
+    count = int(bad_per_row.sum())
+    if count:
+        raise ValueError(f"X contains {count} NaN or infinite value(s)")
 
 
 @numba.njit(**_JIT)

@@ -26,10 +26,10 @@ class Stressor(TransformerMixin, BaseEstimator):
     def _validate_fit_input(self, X):
         return check_features(X)
 
-    def _validate_transform_input(self, X):
+    def _validate_transform_input(self, X, check_finite=True):
         if not hasattr(self, "n_features_in_"):
             raise ValueError(f"this {type(self).__name__} is not fitted yet: call fit first")
-        return check_features(X, n_features=self.n_features_in_)
+        return check_features(X, n_features=self.n_features_in_, check_finite=check_finite)
 
     @property
     def bits_per_vector(self) -> int:

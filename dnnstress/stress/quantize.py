@@ -91,17 +91,21 @@ class UniformQuantizer(Stressor):
     def bits_per_vector(self) -> int:
         return self.bits_per_value_ * self.n_features_out_
 
-    def transform(self, X):
-        """The reconstruction: every value replaced by its bin centre (same dtype)."""
-        X = self._validate_transform_input(X)
-        lo, step = self._params_like(X)
-        return _kernels_for(X).reconstruct(_contiguous(X), lo, step, self.n_levels_)
+    def transform(self, X, out=None):
+        """The reconstruction: every value replaced by its bin centre (same dtype).
 
-    def encode(self, X):
-        """Integer bin indices, uint8 for h <= 256, uint16 above."""
-        X = self._validate_transform_input(X)
+        ``out``, a C-contiguous array shaped and typed like ``X`` on the same backend,
+        receives the result instead of a new array (streaming callers reuse one buffer).
+        """
+        X = self._validate_transform_input(X, check_finite=_needs_finite_check(X))
         lo, step = self._params_like(X)
-        return _kernels_for(X).encode(_contiguous(X), lo, step, self.n_levels_)
+        return _kernels_for(X).reconstruct(_contiguous(X), lo, step, self.n_levels_, out=out)
+
+    def encode(self, X, out=None):
+        """Integer bin indices, uint8 for h <= 256, uint16 above (into ``out`` if given)."""
+        X = self._validate_transform_input(X, check_finite=_needs_finite_check(X))
+        lo, step = self._params_like(X)
+        return _kernels_for(X).encode(_contiguous(X), lo, step, self.n_levels_, out=out)
 
     def decode(self, codes, dtype=None):
         """Bin centres for integer ``codes``, as ``dtype`` (default: the training dtype)."""
@@ -135,6 +139,12 @@ class UniformQuantizer(Stressor):
             raise TypeError(f"codes must be integers, got {codes.dtype}")
         if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= self.n_levels_):
             raise ValueError(f"codes must lie in [0, {self.n_levels_ - 1}]")
+
+
+def _needs_finite_check(X) -> bool:
+    """Whether ``X`` needs a separate NaN/inf check: the CPU kernels make it in their own
+    pass (saving a second read of the data), the CUDA kernels do not."""
+    return is_cupy_array(X)
 
 
 def _contiguous(X):
