@@ -200,3 +200,14 @@ def test_bad_out_is_named(bad_out, error, message):
     q = UniformQuantizer(6).fit(X)
     with pytest.raises(error, match=message):
         q.transform(X, out=bad_out)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("method", ["transform", "encode", "pack"])
+def test_kernels_refuse_non_finite_values(bad, method):
+    X = np.random.default_rng(4).standard_normal((30, 7)).astype(np.float32)
+    q = UniformQuantizer(5, per_dimension=True).fit(X)
+    X[17, 3] = bad
+    X[2, 6] = bad
+    with pytest.raises(ValueError, match="contains 2 NaN or infinite"):
+        getattr(q, method)(X)
