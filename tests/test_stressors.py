@@ -155,3 +155,12 @@ def test_mantissa_erasure_zeroes_low_bits():
 def test_mantissa_erasure_never_creates_nan(features):
     for n_bits in range(0, 65, 3):
         assert np.isfinite(MantissaErasure(n_bits).fit(features).transform(features)).all()
+
+
+def test_non_finite_values_are_counted_on_every_backend(xp):
+    from dnnstress._array import count_nonfinite
+
+    X = np.random.default_rng(2).standard_normal((50, 13)).astype(np.float32)
+    X[1, 2], X[7, 0], X[49, 12] = np.nan, np.inf, -np.inf
+    assert count_nonfinite(xp.asarray(X)) == 3
+    assert count_nonfinite(xp.asarray(X[10:40])) == 0
