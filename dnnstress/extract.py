@@ -159,7 +159,9 @@ def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: P
     store = _Checkpoint(checkpoint, len(split), layer.n_features)
     batches = [range(start, min(start + options.batch_size, len(split)))
                for start in range(store.done, len(split), options.batch_size)]
-    bar = tqdm(total=len(split), initial=store.done, unit="img", disable=not options.progress,
+    # disable=None: no bar when standard error is not a terminal (logs, pipes).
+    bar = tqdm(total=len(split), initial=store.done, unit="img",
+               disable=None if options.progress else True,
                desc=f"extract {split.name}", dynamic_ncols=True)
     # One input buffer per batch in flight, reused: a fresh 20 MB array per batch would
     # cost page faults and evict the network's working set from the caches.
