@@ -109,6 +109,7 @@ def output_array(out, shape, dtype, like):
 
     Writing into a caller's array saves the allocation and, for large results, the page
     faults of touching fresh memory, which cost a streaming kernel more than its work.
+    If the kernel then raises (NaN or inf in its input), ``out`` holds garbage.
     """
     xp = array_namespace(like)
     if out is None:
@@ -121,4 +122,10 @@ def output_array(out, shape, dtype, like):
                          f"got {out.shape} and {out.dtype}")
     if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous")
+    if not getattr(out.flags, "writeable", True):  # CuPy arrays have no such flag
+        raise ValueError("out is read-only")
+    if xp.may_share_memory(out, like):
+        # The kernels read and write in parallel, and validate while they write: an
+        # overlapping output would corrupt the input or be left half-written.
+        raise ValueError("out must not share memory with the input")
     return out

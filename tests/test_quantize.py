@@ -202,12 +202,34 @@ def test_bad_out_is_named(bad_out, error, message):
         q.transform(X, out=bad_out)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("method", ["transform", "encode", "pack"])
-def test_kernels_refuse_non_finite_values(bad, method):
-    X = np.random.default_rng(4).standard_normal((30, 7)).astype(np.float32)
-    q = UniformQuantizer(5, per_dimension=True).fit(X)
+def test_every_entry_point_refuses_non_finite_values(bad, method, dtype, xp):
+    X = np.random.default_rng(4).standard_normal((30, 7)).astype(dtype)
+    q = UniformQuantizer(5, per_dimension=True).fit(xp.asarray(X))
     X[17, 3] = bad
     X[2, 6] = bad
     with pytest.raises(ValueError, match="contains 2 NaN or infinite"):
-        getattr(q, method)(X)
+        getattr(q, method)(xp.asarray(X))
+
+
+def test_out_must_not_overlap_the_input_nor_be_read_only():
+    X = np.random.default_rng(3).standard_normal((40, 9)).astype(np.float32)
+    q = UniformQuantizer(6).fit(X)
+    with pytest.raises(ValueError, match="share memory"):
+        q.transform(X, out=X)
+    buffer = np.zeros((41, 9), np.float32)
+    with pytest.raises(ValueError, match="share memory"):
+        q.transform(buffer[:-1], out=buffer[1:])
+    frozen = np.empty_like(X)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        q.transform(X, out=frozen)
+
+
+def test_out_on_the_wrong_backend_is_named(cupy):
+    X = cupy.asarray(np.random.default_rng(3).standard_normal((40, 9)).astype(np.float32))
+    q = UniformQuantizer(6).fit(X)
+    with pytest.raises(TypeError, match="cupy array"):
+        q.transform(X, out=np.empty((40, 9), np.float32))

@@ -44,6 +44,12 @@ def test_estimator_contract(name, features):
 
 
 @pytest.mark.parametrize("name", STRESSORS)
+def test_numpy_in_numpy_out(name, features):
+    out = STRESSORS[name]().fit(features).transform(features)
+    assert type(out) is np.ndarray and out.shape[0] == features.shape[0]
+
+
+@pytest.mark.parametrize("name", STRESSORS)
 def test_cupy_in_cupy_out_and_same_result(name, features, cupy):
     device_x = cupy.asarray(features)
     out = STRESSORS[name]().fit(device_x).transform(device_x)

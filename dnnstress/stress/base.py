@@ -19,8 +19,8 @@ class Stressor(TransformerMixin, BaseEstimator):
     """Base class: input validation and the fitted-state checks.
 
     ``n_features_in_`` marks a fitted stressor, so every ``fit`` validates all its input
-    and parameters first and sets it last: a ``fit`` that raised leaves the stressor
-    unfitted, never half-fitted.
+    and parameters first and sets it last: a ``fit`` that raised leaves the stressor as
+    it was before (unfitted, or with its previous fit), never half-fitted.
     """
 
     def _validate_fit_input(self, X):

@@ -94,8 +94,10 @@ class UniformQuantizer(Stressor):
     def transform(self, X, out=None):
         """The reconstruction: every value replaced by its bin centre (same dtype).
 
-        ``out``, a C-contiguous array shaped and typed like ``X`` on the same backend,
-        receives the result instead of a new array (streaming callers reuse one buffer).
+        ``out``, a C-contiguous array shaped and typed like ``X`` on the same backend and
+        not overlapping it, receives the result instead of a new array (streaming callers
+        reuse one buffer); if ``X`` holds NaN or inf, the ValueError leaves ``out`` with
+        garbage.
         """
         X = self._validate_transform_input(X, check_finite=_needs_finite_check(X))
         lo, step = self._params_like(X)

@@ -68,8 +68,9 @@ def plan(experiments, grid: Grid, n_features: int, n_train: int) -> list[Unit]:
     DR-2 and FC can only keep as many principal directions as the training set spans
     (at most ``n_train - 1`` when ``n_train < n_features``); larger counts are left out.
     """
-    # The same rule as PCADrop: the covariance route (n_train >= n_features) yields every
-    # direction, the Gram route only those with variance.
+    # PCADrop's covariance route (n_train >= n_features) yields every direction, its
+    # Gram route at most n_train - 1.  A rank-deficient training set (duplicate rows)
+    # can have fewer; PCADrop then refuses the larger counts with a clear error.
     max_directions = n_features if n_train >= n_features else n_train - 1
     builders = {"baseline": _baseline, "dr1": _dr1, "dr2": _dr2, "q1": _q1, "q2": _q2,
                 "fc": _fc, "qb": _qb}
