@@ -353,3 +353,29 @@ def test_vggm_spec_defaults_to_layer_19(tmp_path):
     spec = vggm_spec(path)
     assert spec.name == "vgg-m" and spec.default_layer == "L19"
     assert spec.layers["L19"].shape == (4, 32, 32) and spec.layers["L21"].shape == (2, 32, 32)
+
+
+def test_cli_extracts_vggm_features_with_the_authors_preprocessing(tiny, tmp_path,
+                                                                   monkeypatch):
+    from PIL import Image
+
+    from dnnstress.cli import main
+
+    path, _, _ = tiny
+    monkeypatch.setenv("DNNSTRESS_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(9)
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            folder = tmp_path / "images" / split / label
+            folder.mkdir(parents=True)
+            for i in range(2):
+                pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    out = tmp_path / "vggm.npz"
+    assert main(["extract", "--vggm-mat", str(path), "--layer", "L8", "--dataset", "folder",
+                 "--root", str(tmp_path / "images"), "--out", str(out),
+                 "--no-progress"]) == 0
+    features = np.load(out)
+    assert features["train_x"].shape == (4, 10) and features["test_x"].shape == (4, 10)
+    metadata = str(features["metadata"])
+    assert '"model": "vgg-m"' in metadata and '"policy": "resize"' in metadata
