@@ -18,19 +18,19 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 import dnnstress
+from dnnstress._array import check_count
+from dnnstress._files import write_json_atomically
 from dnnstress.datasets import CorruptImageError, open_dataset, stratified_subset
 from dnnstress.features import FeatureSet
 from dnnstress.models import ModelSpec, get_model, resolve_layer
 from dnnstress.models.cache import get_cache_dir, sha256_file
 from dnnstress.preprocess import POLICIES
-from dnnstress._array import check_count
 
 _PREFETCH_BATCHES = 2
 _SMALL_IMAGE_DATASETS = ("fashion-mnist",)
@@ -241,7 +241,7 @@ class _Checkpoint:
         if self.prefix is not None:
             self.features.flush()
             self.kept.flush()
-            _write_json(self._paths()["state"],
+            write_json_atomically(self._paths()["state"],
                         {"shape": list(self.features.shape), "done": self.done})
 
     def result(self):
@@ -330,9 +330,3 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _write_json(path: Path, value) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(value))
-    os.replace(temporary, path)

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from dnnstress._files import write_atomically
 
 _ARRAYS = ("train_x", "train_y", "test_x", "test_y")
 
@@ -97,15 +97,11 @@ class FeatureSet:
         if self.class_names is not None:
             arrays["class_names"] = np.asarray(self.class_names, dtype=str)
         arrays["metadata"] = np.asarray(json.dumps(self.metadata, sort_keys=True))
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
+        def write(temporary):
+            with open(temporary, "wb") as stream:  # a stream: savez would add ".npz"
                 np.savez(stream, **arrays)
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
+
+        write_atomically(path, write)
         return path
 
     @classmethod

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import tempfile
 from collections.abc import Callable
+
+from dnnstress._files import write_atomically
 
 __all__ = ["CACHE_ENV_VAR", "cached_file", "get_cache_dir", "sha256_file"]
 
@@ -51,19 +52,6 @@ def _is_intact(path: pathlib.Path, record: pathlib.Path) -> bool:
     return path.is_file() and sha256_file(path) == expected
 
 
-def _write_atomically(target: pathlib.Path, write: Callable[[pathlib.Path], object]) -> None:
-    """Run ``write(tmp)`` on a temporary file beside ``target``, then rename it over."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                               suffix=".tmp")
-    os.close(fd)
-    try:
-        write(pathlib.Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cached_file(name: str, build: Callable[[pathlib.Path], object],
                 cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
     """Path of the cached file ``name``, built with ``build(path)`` when missing or corrupt.
@@ -91,7 +79,7 @@ def cached_file(name: str, build: Callable[[pathlib.Path], object],
     path, record = directory / name, directory / f"{name}.sha256"
     if _is_intact(path, record):
         return path
-    _write_atomically(path, build)
+    write_atomically(path, build)
     digest = sha256_file(path)
-    _write_atomically(record, lambda tmp: tmp.write_text(f"{digest}  {name}\n"))
+    write_atomically(record, lambda tmp: tmp.write_text(f"{digest}  {name}\n"))
     return path

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
+
+from dnnstress._files import write_json_atomically
 
 COLUMNS = ("experiment", "kept_dims", "n_levels", "erased_bits", "repeat", "seed",
            "n_features", "kept_fraction", "bits_per_vector", "compression_rate", "score",
@@ -70,7 +71,7 @@ class ResultsStore:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         metadata = self._check_identity()
         metadata.setdefault("runs", []).append(run_info)
-        _write_json_atomic(self.metadata_path, metadata)
+        write_json_atomically(self.metadata_path, metadata)
         if not self.results_path.exists():
             with open(self.results_path, "w", newline="") as stream:
                 csv.writer(stream, lineterminator="\n").writerow(COLUMNS)
@@ -148,9 +149,3 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
