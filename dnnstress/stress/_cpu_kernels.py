@@ -25,16 +25,21 @@ _JIT = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
 # inf, 0 otherwise): checking in the same pass costs a fraction of a separate
 # ``isfinite(X).all()``, which would read the data again and allocate a mask.
 
+@numba.njit(inline="always")
+def _code(x, lo, divisor, zero, one, top):
+    """The bin index of ``x`` as a float (``_uniform.encode``), and 1 if ``x`` is not finite."""
+    code = min(max(np.ceil((x - lo) / divisor) - one, zero), top)
+    return code, np.int32(x - x != zero)
+
+
 @numba.njit(**_JIT)
 def _reconstruct_kernel(X, lo, step, divisor, zero, half, one, top, out, bad_per_row):
     n, d = X.shape
     for i in numba.prange(n):
         bad = 0
         for j in range(d):
-            x = X[i, j]
-            bad += np.int32(x - x != zero)
-            code = np.ceil((x - lo[j]) / divisor[j]) - one
-            code = min(max(code, zero), top)
+            code, not_finite = _code(X[i, j], lo[j], divisor[j], zero, one, top)
+            bad += not_finite
             out[i, j] = lo[j] + (code + half) * step[j]
         bad_per_row[i] = bad
 
@@ -45,10 +50,8 @@ def _encode_kernel(X, lo, divisor, zero, one, top, out, bad_per_row):
     for i in numba.prange(n):
         bad = 0
         for j in range(d):
-            x = X[i, j]
-            bad += np.int32(x - x != zero)
-            code = np.ceil((x - lo[j]) / divisor[j]) - one
-            out[i, j] = min(max(code, zero), top)
+            out[i, j], not_finite = _code(X[i, j], lo[j], divisor[j], zero, one, top)
+            bad += not_finite
         bad_per_row[i] = bad
 
 
