@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import http.server
 import shutil
-import struct
 import subprocess
 import threading
 
@@ -21,6 +20,7 @@ import pytest
 
 from dnnstress.commands import data as data_command
 from dnnstress.datasets import FetchError, fashion_mnist, fetch, fetch_fashion_mnist, open_dataset
+from fakes import write_idx
 
 N_TRAIN, N_TEST = 12, 4
 
@@ -34,11 +34,8 @@ def write_fake_files(directory, seed=0):
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, size=n, dtype=np.uint8)
         for name, array in zip(fashion_mnist.FILES[split], (images, labels), strict=True):
-            # IDX: two zero bytes, type 0x08 (unsigned byte), ndim, big-endian dims, data.
-            raw = bytes([0, 0, 0x08, array.ndim]) + struct.pack(
-                f">{array.ndim}I", *array.shape) + array.tobytes()
-            (directory / f"{name}.gz").write_bytes(gzip.compress(raw))
-            digests[f"{name}.gz"] = hashlib.sha256(raw).hexdigest()
+            path = write_idx(directory / f"{name}.gz", array)
+            digests[f"{name}.gz"] = hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest()
     return digests
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import struct
 
 import numpy as np
 import pytest
@@ -21,18 +20,9 @@ from dnnstress.datasets import (
 )
 from dnnstress.datasets.idx import read_idx
 from dnnstress.datasets.voc2007 import CLASS_NAMES as VOC_CLASSES
+from fakes import write_idx
 
 # ---------------------------------------------------------------- fake data writers
-
-def write_idx(path, array, *, compress=True):
-    """IDX file written from the specification: 0, 0, type code, ndim, >u4 dims, >data."""
-    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C, np.dtype(np.float64): 0x0E}
-    header = bytes([0, 0, codes[array.dtype], array.ndim])
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    raw = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-    path.write_bytes(gzip.compress(raw) if compress else raw)
-    return path
-
 
 def make_fashion(directory, n_train=30, n_test=10, *, compress=True, seed=0):
     rng = np.random.default_rng(seed)

@@ -1,9 +1,6 @@
 """Feature extraction: batching, prefetching, checkpoints, caching and errors, on a tiny
 ONNX network whose output is easy to compute by hand (the channel means)."""
 
-import gzip
-import struct
-
 import numpy as np
 import onnx
 import pytest
@@ -15,6 +12,7 @@ from dnnstress.datasets import ArraySplit, CorruptImageError
 from dnnstress.extract import (ExtractionOptions, create_session, extract_features,
                                extract_split, remove_checkpoint)
 from dnnstress.models import Layer, ModelSpec, register, resolve_layer
+from fakes import write_idx
 
 SIZE = 8
 
@@ -185,11 +183,6 @@ def test_extract_features_is_cached(tmp_path, options, monkeypatch):
     options.policy = "resize_crop"
     with pytest.raises(AssertionError, match="extracted again"):
         extract_features("tiny-means", None, "folder", tmp_path / "images", options=options)
-
-
-def write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(gzip.compress(header + array.tobytes()))
 
 
 @pytest.fixture
