@@ -6,6 +6,8 @@ import struct
 
 import numpy as np
 
+from dnnstress.datasets import fashion_mnist
+
 
 def write_idx(path, array, *, compress=True):
     """IDX file written from the specification: 0, 0, type code, ndim, >u4 dims, >data."""
@@ -15,3 +17,19 @@ def write_idx(path, array, *, compress=True):
     raw = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
     path.write_bytes(gzip.compress(raw) if compress else raw)
     return path
+
+
+def make_fashion(directory, n_train=30, n_test=10, *, compress=True, seed=0):
+    """Fashion-MNIST-named IDX files of random images and labels; returns the arrays."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        image_name, label_name = fashion_mnist.FILES[split]
+        suffix = ".gz" if compress else ""
+        write_idx(directory / f"{image_name}{suffix}", images, compress=compress)
+        write_idx(directory / f"{label_name}{suffix}", labels, compress=compress)
+        arrays[split] = (images, labels)
+    return arrays

@@ -20,24 +20,9 @@ from dnnstress.datasets import (
 )
 from dnnstress.datasets.idx import read_idx
 from dnnstress.datasets.voc2007 import CLASS_NAMES as VOC_CLASSES
-from fakes import write_idx
+from fakes import make_fashion, write_idx
 
 # ---------------------------------------------------------------- fake data writers
-
-def make_fashion(directory, n_train=30, n_test=10, *, compress=True, seed=0):
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    arrays = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        image_name, label_name = fashion_mnist.FILES[split]
-        suffix = ".gz" if compress else ""
-        write_idx(directory / f"{image_name}{suffix}", images, compress=compress)
-        write_idx(directory / f"{label_name}{suffix}", labels, compress=compress)
-        arrays[split] = (images, labels)
-    return arrays
-
 
 def write_image(path, color=(200, 30, 40), size=(8, 6)):
     path.parent.mkdir(parents=True, exist_ok=True)
