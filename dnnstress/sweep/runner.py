@@ -18,6 +18,7 @@ import numpy as np
 
 from dnnstress import __version__
 from dnnstress.classify import fit_linear_svms, l2_normalize, one_vs_rest_targets
+from dnnstress.devices import DEVICES, check_device
 from dnnstress.features import FeatureSet
 from dnnstress.metrics import score_predictions
 from dnnstress.stress import compression_rate
@@ -26,7 +27,6 @@ from dnnstress.sweep.plan import plan
 from dnnstress.sweep.store import ResultsStore, row_key
 
 NORMALIZE = ("after", "both")
-DEVICES = ("cpu", "cuda")
 AP_METHODS = ("voc07", "area")
 
 
@@ -93,6 +93,9 @@ class Sweep:
             raise ValueError(f"ap_method must be one of {AP_METHODS}, got {ap_method!r}")
         if not isinstance(grid, Grid):
             raise TypeError(f"grid must be a dnnstress.sweep.Grid, got {type(grid).__name__}")
+        # Before anything is read or written: a broken GPU must not leave a half-made
+        # folder, and CUDA's own message must reach the user.
+        check_device(device)
         self.features_file = None
         if not isinstance(features, FeatureSet):
             self.features_file = str(Path(features).resolve())
@@ -232,15 +235,7 @@ def _baseline_score(rows) -> float | None:
 def _namespace(device: str):
     if device == "cpu":
         return np
-    try:
-        import cupy
-    except ImportError:
-        raise RuntimeError("device 'cuda' needs CuPy: pip install 'dnnstress[gpu]'") from None
-    try:
-        if cupy.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError
-    except Exception:
-        raise RuntimeError("device 'cuda' requested but CuPy sees no CUDA device") from None
+    import cupy  # checked by check_device when the sweep was made
     return cupy
 
 
