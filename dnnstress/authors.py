@@ -1,11 +1,12 @@
 """The authors' published result tables, read into the row form of our own sweeps.
 
 Carvalho et al. released every curve of the paper as CSV with their MATLAB code
-(github.com/MicaelCarvalho/DNNsUnderStress, MIT licence).  The files are not shipped in
-the package; this module finds them (explicit path, ``$DNNSTRESS_AUTHORS_RESULTS``, or
-``../shared/reference/authors-results`` next to the repository) and turns each into rows
-with the columns of a sweep's ``DIR/results.csv``, so that Table 3, the
-figures and the tests treat the paper's numbers and ours with the same code.
+(github.com/MicaelCarvalho/DNNsUnderStress, MIT licence).  The package ships them
+unchanged in ``dnnstress/data/authors/`` (:data:`SHIPPED_DIR`, with their licence and a
+``SOURCE.md`` naming their origin and each file's SHA-256); an explicit folder or
+``$DNNSTRESS_AUTHORS_RESULTS`` replaces them.  This module turns each table into rows
+with the columns of a sweep's ``DIR/results.csv``, so that Table 3, the figures and the
+tests treat the paper's numbers and ours with the same code.
 
 File names read ``(EXP) MODEL [DATASET].csv``; ``MULTILAYER (EXP) ...`` files hold the
 same curves for other VGG-M layers.  Scores are published in percent; rows hold fractions.
@@ -21,6 +22,7 @@ from pathlib import Path
 from dnnstress.stress.accounting import FLOAT32_BITS, bits_per_vector, compression_rate
 
 ENV_VAR = "DNNSTRESS_AUTHORS_RESULTS"
+SHIPPED_DIR = Path(__file__).resolve().parent / "data" / "authors"
 
 # Feature dimensionality of each model's published layer (reference README, "Feature
 # extraction"); VGG-M-128 is the 128-d VGG-M variant of the supplementary Q-B table.
@@ -51,23 +53,14 @@ _FILE_NAME = re.compile(r"^(?P<multilayer>MULTILAYER )?\((?P<experiment>[^)]+)\)
                         r"(?P<model>\S+) \[(?P<dataset>[^\]]+)\]\.csv$")
 
 
-def default_authors_dir() -> Path | None:
-    """The authors' CSV folder from ``$DNNSTRESS_AUTHORS_RESULTS`` or next to the repository.
-
-    Returns ``None`` when neither exists (an installed package has no copy).
-    """
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
-    beside_repo = Path(__file__).resolve().parents[2] / "shared" / "reference" / "authors-results"
-    return beside_repo if beside_repo.is_dir() else None
+def default_authors_dir() -> Path:
+    """``$DNNSTRESS_AUTHORS_RESULTS`` if set, else the copy shipped with the package."""
+    return Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else SHIPPED_DIR
 
 
 def resolve_authors_dir(path=None) -> Path:
-    """``path`` if given, else :func:`default_authors_dir`; an error if there is none."""
+    """``path`` if given, else :func:`default_authors_dir`; an error if it is no folder."""
     directory = Path(path) if path is not None else default_authors_dir()
-    if directory is None:
-        raise FileNotFoundError(
-            f"authors' results not found: pass their folder or set ${ENV_VAR}")
     if not directory.is_dir():
         raise FileNotFoundError(f"authors' results folder does not exist: {directory}")
     return directory

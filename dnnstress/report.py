@@ -3,7 +3,7 @@
 :func:`write_report` reads ``DIR/results.csv`` (and ``DIR/sweep.json`` if present) and
 writes, next to them, ``table3.md``, ``table3.csv`` and one PNG per figure whose
 experiments the sweep ran.  The authors' published curves (VGG-M on VOC 2007, the
-paper's base setup) are drawn dashed beside ours when their CSV folder can be found.
+paper's base setup, shipped with the package) are drawn dashed beside ours.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
     directory : str or Path
         A sweep folder holding ``results.csv`` (``dnnstress sweep --out DIR``).
     authors : str, Path, None or False
-        The authors' CSV folder for the dashed "paper" curves.  ``None`` looks in the
-        default places (:func:`dnnstress.authors.default_authors_dir`) and draws no paper
-        curves if there is none; ``False`` never draws them; a path must exist.
+        The authors' CSV folder for the dashed "paper" curves.  ``None`` uses
+        :func:`dnnstress.authors.default_authors_dir` (the copy shipped with the
+        package); ``False`` draws none; a path must exist.
     losses : sequence of float
         The loss columns of Table 3, as fractions.
 
@@ -150,8 +150,6 @@ def _read_metadata(directory: Path):
 def _paper_rows(authors):
     """The authors' VGG-M / VOC 2007 rows, or None where no overlay is wanted or found."""
     if authors is False:
-        return None
-    if authors is None and authors_results.default_authors_dir() is None:
         return None
     return authors_results.load_authors_rows(*PAPER_SETUP, path=authors or None)
 

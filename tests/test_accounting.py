@@ -1,14 +1,12 @@
 """Compression accounting and the schedules, checked on the paper's published numbers."""
 
 import csv
-from pathlib import Path
 
 import pytest
 
+from dnnstress.authors import SHIPPED_DIR as AUTHORS
 from dnnstress.stress import (MantissaErasure, RandomDrop, UniformQuantizer, bits_for_levels,
                               compression_rate, dr_schedule, fc_schedule, make_fc)
-
-AUTHORS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "authors-results"
 
 # The Dimensions column of the authors' "(DR-1) VGG-M [VOC 2007].csv", copied here so the
 # test also runs where the reference folder is absent.

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from dnnstress.authors import default_authors_dir, load_authors_rows
+from dnnstress.authors import load_authors_rows
 from dnnstress.figures import fig2_dimensionality, fig4_quantization, \
     fig5_feature_compression, fig_qb, save_figure
 from dnnstress.stress.accounting import bits_for_levels, compression_rate
@@ -102,7 +102,6 @@ def test_no_rows_to_plot_is_a_clear_error(rows):
         fig5_feature_compression(baseline_only)
 
 
-@pytest.mark.skipif(default_authors_dir() is None, reason="the authors' CSVs are not available")
 def test_paper_overlay_is_dashed_and_relative(rows, tmp_path):
     paper = load_authors_rows("VGG-M", "VOC 2007")
     figure = fig2_dimensionality(rows, paper=paper)

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from dnnstress.authors import default_authors_dir
 from dnnstress.cli import main
 from dnnstress.report import write_report
 from dnnstress.stress.accounting import bits_for_levels, compression_rate
@@ -110,7 +109,6 @@ def test_bad_losses_are_rejected(tmp_path, capsys):
     assert "losses must be in [0, 100)" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(default_authors_dir() is None, reason="the authors' CSVs are not available")
 def test_report_overlays_the_paper_by_default(tmp_path):
     summary = write_report(_write_results(tmp_path / "sweep", ALL_ROWS))
     assert summary["paper"] == "paper (VGG-M, VOC 2007)"

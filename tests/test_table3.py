@@ -13,12 +13,6 @@ from dnnstress.stress.accounting import bits_for_levels, compression_rate
 from dnnstress.table3 import Table3, best_compression, minimum_representation, \
     nominal_kept_fraction, table3
 
-needs_authors = pytest.mark.skipif(
-    default_authors_dir() is None,
-    reason="the authors' CSVs (../shared/reference/authors-results or "
-           "$DNNSTRESS_AUTHORS_RESULTS) are not available")
-
-
 @pytest.fixture(scope="module")
 def vgg():
     return load_authors_rows("VGG-M", "VOC 2007")
@@ -30,7 +24,6 @@ def _value(rows, experiment, loss, baseline=None):
 
 # --- the authors' tables as rows ------------------------------------------------------
 
-@needs_authors
 def test_authors_rows_match_the_papers_quoted_numbers(vgg):
     baseline = vgg[0]
     assert baseline["experiment"] == "baseline"
@@ -50,7 +43,6 @@ def test_authors_rows_match_the_papers_quoted_numbers(vgg):
     assert headline["compression_rate"] == pytest.approx(compression_rate(4096, 2045))
 
 
-@needs_authors
 def test_authors_rows_for_other_models_and_layers():
     google = load_authors_rows("GoogLeNet", "VOC 2007")
     assert google[0]["n_features"] == 50176
@@ -76,7 +68,6 @@ def test_missing_authors_data_is_a_clear_error(tmp_path):
 
 # --- Table 3 --------------------------------------------------------------------------
 
-@needs_authors
 @pytest.mark.parametrize("experiment, loss, expected", [
     ("dr1", 0.02, 0.25), ("dr1", 0.05, 0.10), ("dr2", 0.01, 0.10),
     ("q1", 0.01, 6), ("q1", 0.04, 4), ("q2", 0.01, 3), ("q2", 0.03, 2),
@@ -85,14 +76,12 @@ def test_table3_vgg_m_row(vgg, experiment, loss, expected):
     assert _value(vgg, experiment, loss) == expected
 
 
-@needs_authors
 def test_table3_googlenet_row():
     google = load_authors_rows("GoogLeNet", "VOC 2007")
     assert _value(google, "dr1", 0.02) == 0.10  # passes by 1e-6 relative: 78.973248 vs 78.973145
     assert _value(google, "dr1", 0.05) == 0.05
 
 
-@needs_authors
 def test_table3_needs_the_unrounded_baseline(vgg):
     # DR-1 keeping 20 % scores 75.413120: 0.98 * 76.952192 = 75.41315 fails (-> 25 %, as
     # published) but 0.98 * 76.95 (Table 2, rounded) = 75.411 passes (-> 20 %).  The
@@ -101,7 +90,6 @@ def test_table3_needs_the_unrounded_baseline(vgg):
     assert _value(vgg, "dr1", 0.02) == 0.25
 
 
-@needs_authors
 def test_table3_bossanova_row_is_not_reproducible():
     bossa = load_authors_rows("BossaNova", "VOC 2007")
     # The CSV's full-dimensional point is Table 2's 51.02 mAP, not Table 3's 39.59.
@@ -116,7 +104,6 @@ def test_table3_bossanova_row_is_not_reproducible():
     assert (_value(bossa, "dr1", 0.01), _value(bossa, "dr1", 0.03)) == (0.50, 0.25)
 
 
-@needs_authors
 def test_vanilla_scores_claim_holds_within_a_tenth_of_a_percent(vgg):
     # Sec. 3: "Q-1 kept vanilla scores with 7 values, while Q-2 only needed 4".  At 0 %
     # loss Q-1 gives 11 (h = 10 dips to 76.9488 < 76.9522); within 0.1 % both match.
@@ -137,7 +124,6 @@ def _smallest_passing(rows, experiment, loss):
                 for r in points if r["score"] >= (1 - loss) * baseline)
 
 
-@needs_authors
 def test_both_readings_of_minimum_agree_on_every_published_cell(vgg):
     cells = [("dr1", 0.02), ("dr1", 0.05), ("dr2", 0.01), ("q1", 0.01), ("q1", 0.04),
              ("q2", 0.01), ("q2", 0.03)]
@@ -209,7 +195,6 @@ def test_bad_input_is_a_clear_error():
         best_compression(rows, "q1", 0.01, baseline=0.0)
 
 
-@needs_authors
 def test_fig5_marks_are_the_best_compression_within_half_one_and_three_percent(vgg):
     # Fig. 5: circle, square, cross at 99.1 %, 98.4 %, 96.9 % compression keeping 97.8 %,
     # 99.1 % and 99.6 % of the score.  They are the best within 3 %, 1 % and 0.5 % loss.
@@ -228,7 +213,6 @@ def test_fig5_marks_are_the_best_compression_within_half_one_and_three_percent(v
     assert round(best_compression(vgg, "fc", 0.02).compression_rate, 4) == 0.9875
 
 
-@needs_authors
 def test_table3_structure_and_writers(vgg, tmp_path):
     table = table3(vgg, losses=(0.01, 0.02))
     assert isinstance(table, Table3)

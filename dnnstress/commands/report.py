@@ -13,14 +13,15 @@ def add_parser(subparsers):
         description="Read DIR/results.csv and write DIR/table3.md, DIR/table3.csv and the "
                     "figures (fig2_dr.png, fig4_q.png, fig5_fc.png, fig_qb.png) of the "
                     "experiments present; print Table 3 and the best compression within "
-                    "1 %% of the score. The authors' curves (VGG-M, VOC 2007) are drawn "
-                    "dashed when their CSV folder is found.")
+                    "1 %% of the score. The authors' published curves (VGG-M, VOC 2007) are "
+                    "drawn dashed beside ours.")
     parser.add_argument("directory", metavar="DIR", help="sweep folder (dnnstress sweep --out)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--authors", metavar="PATH",
-                        help="folder of the authors' result CSVs (default: "
-                             "$DNNSTRESS_AUTHORS_RESULTS or ../shared/reference/"
-                             "authors-results beside the repository, if present)")
+                        help="folder of the authors' result CSVs, named as theirs "
+                             "('(DR-1) VGG-M [VOC 2007].csv', ...) (default: "
+                             "$DNNSTRESS_AUTHORS_RESULTS if set, else the copy shipped "
+                             "with dnnstress)")
     source.add_argument("--no-authors", action="store_true",
                         help="do not draw the authors' curves")
     parser.add_argument("--losses", type=_parse_losses, default="1,2,3,4,5", metavar="LIST",
