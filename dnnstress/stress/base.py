@@ -10,6 +10,7 @@ storage its output needs, ``bits_per_vector``, for the compression accounting.
 from __future__ import annotations
 
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
 
 from dnnstress._array import array_namespace, check_features, is_cupy_array
 from dnnstress.stress.accounting import FLOAT32_BITS
@@ -21,15 +22,32 @@ class Stressor(TransformerMixin, BaseEstimator):
     ``n_features_in_`` marks a fitted stressor, so every ``fit`` validates all its input
     and parameters first and sets it last: a ``fit`` that raised leaves the stressor as
     it was before (unfitted, or with its previous fit), never half-fitted.
+
+    Anything that needs the fit, asked of an unfitted stressor, raises scikit-learn's
+    :class:`~sklearn.exceptions.NotFittedError` (a ValueError and an AttributeError, so
+    ``hasattr`` still answers False).
     """
 
     def _validate_fit_input(self, X):
         return check_features(X)
 
     def _validate_transform_input(self, X, check_finite=True):
-        if not hasattr(self, "n_features_in_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet: call fit first")
+        self._check_fitted()
         return check_features(X, n_features=self.n_features_in_, check_finite=check_finite)
+
+    def _check_fitted(self) -> None:
+        if "n_features_in_" not in vars(self):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit first")
+
+    def __getattr__(self, name):
+        # Python calls this only when normal lookup failed, including when a property
+        # (bits_per_vector, n_features_out_) failed for want of a fitted attribute: on an
+        # unfitted stressor, fitted attributes (trailing "_", sklearn's convention) and
+        # the class's own properties are "not fitted", not "no such attribute".
+        fitted_only = name.endswith("_") or hasattr(type(self), name)
+        if fitted_only and not name.startswith("__"):
+            self._check_fitted()
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def bits_per_vector(self) -> int:

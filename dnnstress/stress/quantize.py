@@ -131,8 +131,7 @@ class UniformQuantizer(Stressor):
         return like(self.data_min_, X), like(self.step_, X)
 
     def _check_codes(self, codes):
-        if not hasattr(self, "n_features_in_"):
-            raise ValueError("this UniformQuantizer is not fitted yet: call fit first")
+        self._check_fitted()
         xp = array_namespace(codes)
         if codes.ndim != 2 or codes.shape[1] != self.n_features_out_:
             raise ValueError(f"codes must have shape (n, {self.n_features_out_}), "
