@@ -12,7 +12,7 @@ import sys
 
 from dnnstress import __version__
 
-_COMMANDS = ("demo", "extract", "models", "data", "sweep", "report", "bench")
+_COMMANDS = ("demo", "extract", "models", "data", "sweep", "report", "bench", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,8 @@ def test_importing_dnnstress_never_imports_gpu_packages():
 def test_every_command_and_benchmark_is_registered():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert set(commands) == {"demo", "extract", "models", "data", "sweep", "report", "bench"}
+    assert set(commands) == {"demo", "extract", "models", "data", "sweep", "report", "bench",
+                             "doctor"}
     topics = commands["bench"]._subparsers._group_actions[0].choices
     assert set(topics) == {"quantize", "svm", "sweep", "extract"}
 
