@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +30,8 @@ from tqdm.auto import tqdm
 import dnnstress
 from dnnstress._array import check_count
 from dnnstress._files import write_json_atomically
-from dnnstress.datasets import CorruptImageError, open_dataset, stratified_subset
+from dnnstress.datasets import (ArraySplit, CorruptImageError, ImageFileSplit, open_dataset,
+                                stratified_subset)
 from dnnstress.features import FeatureSet
 from dnnstress.models import ModelSpec, get_model, resolve_layer
 from dnnstress.models.cache import get_cache_dir, sha256_file
@@ -271,8 +276,13 @@ def extract_features(model: str | ModelSpec | None = None, layer_name: str | Non
     ``model`` is a registered name (None: the embedded default) or a ``ModelSpec``.
 
     ``train_size``/``test_size`` take stratified subsets (None keeps a whole split).  The
-    cache key covers the network file's digest, the layer, the data set and its root,
-    the subsets and the preprocessing, so any change extracts again.
+    cache key covers the network file's digest, the layer, the preprocessing, the subsets
+    and the content of the images (:func:`content_digest`: the pixels of data sets held
+    in memory, the size and modification time of every image file), so overwriting the
+    images or changing any setting extracts again.  A cached file that is unreadable
+    (corrupt, truncated) or describes other features is reported on standard error and
+    rebuilt.  Extractions of the same features take turns on a lock file, so two
+    processes sharing a cache never write the same checkpoint at once.
     """
     options = options or ExtractionOptions()
     if not isinstance(model, ModelSpec):
@@ -289,32 +299,103 @@ def extract_features(model: str | ModelSpec | None = None, layer_name: str | Non
         "test_size": len(splits["test"]), "subset_seed": seed, "policy": options.policy,
         "input_size": model.input_size, "resize_size": model.resize_size,
         "mean": list(model.mean), "std": list(model.std), "skip_corrupt": options.skip_corrupt,
+        "content_sha256": content_digest(splits),
     }
     key = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()[:16]
     folder = get_cache_dir(cache_dir) / "features"
     cached = folder / f"{model.name}-{layer.name}-{dataset}-{key}.npz"
-    if use_cache and cached.exists():
-        try:
-            return FeatureSet.load(cached)
-        except ValueError:
-            cached.unlink()  # unreadable: extract again
+    if not use_cache:
+        return _extract(splits, model, layer, options, onnx_path, metadata, None, [None, None])
+    folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(cached.with_suffix(".lock")):
+        feature_set = _load_cached(cached, metadata)
+        if feature_set is None:
+            checkpoints = [folder / f".{key}.{name}" for name in splits]
+            feature_set = _extract(splits, model, layer, options, onnx_path, metadata, cached,
+                                   checkpoints)
+    return feature_set
+
+
+def _extract(splits, model, layer, options, onnx_path, metadata, cached, checkpoints):
+    """Extract every split, store the set at ``cached`` (unless None), drop checkpoints."""
     session = create_session(onnx_path, options.device, options.threads)
-    arrays, checkpoints = {}, [folder / f".{key}.{name}" for name in splits]
+    arrays = {}
     for (name, split), checkpoint in zip(splits.items(), checkpoints):
         features, kept = extract_split(split, model, layer, options, checkpoint=checkpoint,
                                        session=session)
         arrays[name] = (features, split.labels[kept])
-    metadata["dnnstress_version"] = dnnstress.__version__
     feature_set = FeatureSet(arrays["train"][0], arrays["train"][1], arrays["test"][0],
                              arrays["test"][1], class_names=list(splits["train"].class_names),
-                             metadata=metadata)
-    if use_cache:
+                             metadata={**metadata, "dnnstress_version": dnnstress.__version__})
+    if cached is not None:
         feature_set.save(cached)
     # Only now is every split stored: an interruption before this point resumes
     # from the checkpoints, whichever split it hit.
     for checkpoint in checkpoints:
-        remove_checkpoint(checkpoint)
+        if checkpoint is not None:
+            remove_checkpoint(checkpoint)
     return feature_set
+
+
+def _load_cached(path: Path, metadata: dict) -> FeatureSet | None:
+    """The cached set at ``path`` if it is readable and made as ``metadata`` says."""
+    if not path.exists():
+        return None
+    try:
+        feature_set = FeatureSet.load(path)
+    except ValueError as error:
+        problem = f"is unreadable ({error})"
+    else:
+        made = {name: feature_set.metadata.get(name) for name in metadata}
+        if made == metadata:
+            return feature_set
+        changed = sorted(name for name in metadata if made[name] != metadata[name])
+        problem = f"describes other features (differs in {', '.join(changed)})"
+    print(f"dnnstress: cached features {path} {problem}; extracting again", file=sys.stderr)
+    path.unlink()
+    return None
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """Hold an advisory lock on ``lock_path``, waiting (and saying so) while another has it.
+
+    The operating system releases the lock when its holder exits, however it exits, so a
+    killed extraction never blocks the next one.
+    """
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"dnnstress: another process is extracting the same features; waiting "
+                  f"for it (lock {lock_path})", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def content_digest(splits: dict) -> str:
+    """SHA-256 of what decides the features apart from the network: images and labels.
+
+    For splits held in memory (Fashion-MNIST, read from its IDX files) the pixels
+    themselves are hashed; for one-file-per-image splits, each file's path, size and
+    modification time (hashing 100,000 photographs would cost more than it protects).
+    """
+    digest = hashlib.sha256()
+    for name, split in splits.items():
+        labels = np.ascontiguousarray(split.labels)
+        digest.update(json.dumps([name, labels.dtype.str, labels.shape,
+                                  list(split.class_names)]).encode())
+        digest.update(labels.tobytes())
+        if isinstance(split, ArraySplit):
+            digest.update(np.ascontiguousarray(split.images).tobytes())
+        elif isinstance(split, ImageFileSplit):
+            for path in split.paths:
+                status = os.stat(path)
+                digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\n".encode())
+        else:
+            raise TypeError(f"cannot fingerprint a {type(split).__name__}: the features "
+                            f"cache needs an ArraySplit or an ImageFileSplit")
+    return digest.hexdigest()
 
 
 def _subset(split, size, seed):

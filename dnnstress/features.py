@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -106,31 +108,101 @@ class FeatureSet:
 
     @classmethod
     def load(cls, path) -> FeatureSet:
-        """Read and validate a features file written by :meth:`save` (or by hand)."""
+        """Read and validate a features file written by :meth:`save` (or by hand).
+
+        Every member is checked before it is read: object arrays (which would need
+        pickle) are refused, and a header must declare no more data than the member
+        holds in the zip directory, so a crafted few-byte file cannot make us allocate
+        terabytes.  Any defect (not a zip, a CRC error, a missing array, mismatched
+        shapes, NaN) is a ``ValueError`` that names the file and the problem.
+
+        Raises
+        ------
+        FileNotFoundError
+            Nothing at ``path``.
+        ValueError
+            ``path`` is a folder or not a valid features file.
+        """
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, not an .npz features file")
         if not path.is_file():
             raise FileNotFoundError(f"features file not found: {path}")
         try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{path} is not a readable .npz features file: {error}") from error
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path} holds a single array, not an .npz features file")
-        with data:
-            missing = [name for name in _ARRAYS if name not in data.files]
+            arrays, names, metadata = _read_npz(path)
+            return cls(**arrays, class_names=names, metadata=metadata)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from None
+
+
+# The largest ratio of uncompressed to compressed size that deflate can reach (1032:1,
+# from its 258-byte maximum match per 2-bit code), with a margin for headers.
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _read_npz(path: Path):
+    """The four arrays, the class names and the metadata of the .npz file ``path``."""
+    with open(path, "rb") as stream:
+        if stream.read(6) == b"\x93NUMPY":
+            raise ValueError("holds a single array (.npy), not an .npz features file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            missing = [name for name in _ARRAYS if name not in members]
             if missing:
-                raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; "
-                                 f"a features file holds {', '.join(_ARRAYS)}")
-            try:
-                arrays = {name: data[name] for name in _ARRAYS}
-            except ValueError as error:  # object arrays: refused, they would need pickle
-                raise ValueError(f"{path}: {error}; a features file holds plain numeric "
-                                 f"arrays") from None
-            names = data["class_names"].tolist() if "class_names" in data.files else None
-            metadata = json.loads(str(data["metadata"])) if "metadata" in data.files else {}
+                raise ValueError(f"missing array(s) {', '.join(missing)}; a features file "
+                                 f"holds {', '.join(_ARRAYS)}")
+            disk_size = path.stat().st_size
+            read = {name: _read_member(archive, members[name], disk_size)
+                    for name in (*_ARRAYS, "class_names", "metadata") if name in members}
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as error:
+        raise ValueError(f"not a readable .npz features file ({error})") from None
+    names = read.pop("class_names", None)
+    if names is not None:
+        if names.dtype.kind != "U" or names.ndim != 1:
+            raise ValueError(f"class_names must be a 1-D array of strings, got "
+                             f"{names.dtype} {names.shape}")
+        names = names.tolist()
+    metadata = read.pop("metadata", None)
+    if metadata is None:
+        metadata = {}
+    else:
+        if metadata.dtype.kind != "U" or metadata.ndim != 0:
+            raise ValueError("metadata must be a JSON string (a 0-d string array)")
+        metadata = json.loads(str(metadata))
         if not isinstance(metadata, dict):
-            raise ValueError(f"{path}: metadata must be a JSON object")
-        return cls(**arrays, class_names=names, metadata=metadata)
+            raise ValueError("metadata must be a JSON object")
+    return read, names, metadata
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, disk_size: int) -> np.ndarray:
+    """One .npy member, after checking that its header fits the member's real size."""
+    name = info.filename.removesuffix(".npy")
+    limit = disk_size if info.compress_type == zipfile.ZIP_STORED else (
+        disk_size * _MAX_DEFLATE_RATIO)
+    if info.file_size > limit:
+        raise ValueError(f"member {name} claims {info.file_size} bytes, more than a "
+                         f"{disk_size}-byte file can hold")
+    with archive.open(info) as stream:
+        try:
+            version = np.lib.format.read_magic(stream)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = read_header(stream)
+        except ValueError as error:
+            raise ValueError(f"member {name} is not a valid .npy array ({error})") from None
+        if dtype.hasobject:
+            raise ValueError(f"member {name} holds Python objects (dtype {dtype}), which "
+                             f"would need pickle; a features file holds plain arrays")
+        declared = math.prod(shape) * dtype.itemsize
+        held = info.file_size - stream.tell()
+        if declared != held:
+            raise ValueError(f"member {name} declares shape {shape} of {dtype} "
+                             f"({declared} bytes) but holds {held} bytes")
+    with archive.open(info) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)
 
 
 def _validate(fs: FeatureSet) -> None:

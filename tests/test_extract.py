@@ -1,6 +1,8 @@
 """Feature extraction: batching, prefetching, checkpoints, caching and errors, on a tiny
 ONNX network whose output is easy to compute by hand (the channel means)."""
 
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -11,6 +13,7 @@ from dnnstress import extract
 from dnnstress.datasets import ArraySplit, CorruptImageError
 from dnnstress.extract import (ExtractionOptions, create_session, extract_features,
                                extract_split, remove_checkpoint)
+from dnnstress.features import FeatureSet
 from dnnstress.models import Layer, ModelSpec, register, resolve_layer
 from fakes import write_idx
 
@@ -290,3 +293,90 @@ def test_demo_rejects_an_unknown_experiment_before_any_work(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--experiments", "q2,q3"])
     assert "unknown experiment" in capsys.readouterr().err
+
+
+def _extract_folder(root, options):
+    return extract_features("tiny-means", None, "folder", root, options=options)
+
+
+def test_overwritten_images_are_extracted_again(tmp_path, options):
+    write_image_folder(tmp_path / "images")
+    first = _extract_folder(tmp_path / "images", options)
+    # New pixels under the same names, written later (a newer modification time).
+    rng = np.random.default_rng(7)
+    for path in sorted((tmp_path / "images").rglob("*.png")):
+        Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(path)
+        stamp = path.stat().st_mtime + 10
+        os.utime(path, (stamp, stamp))
+    second = _extract_folder(tmp_path / "images", options)
+    assert not np.allclose(second.train_x, first.train_x)
+    np.testing.assert_allclose(second.train_x, expected_means_of_files(
+        tmp_path / "images" / "train"), rtol=1e-5, atol=1e-3)
+
+
+def expected_means_of_files(folder):
+    files = sorted(folder.rglob("*.png"))
+    rows = [np.asarray(Image.open(p).convert("RGB").resize((SIZE, SIZE), Image.Resampling.BICUBIC),
+                       np.float32).mean(axis=(0, 1)) for p in files]
+    return np.array(rows)
+
+
+def test_overwritten_idx_files_are_extracted_again_even_with_the_old_times(tmp_path, options):
+    from fakes import make_fashion
+
+    folder = tmp_path / "fashion"
+    make_fashion(folder, n_train=12, n_test=6, seed=0)
+
+    def run():
+        return extract_features("tiny-means", None, "fashion-mnist", folder, options=options)
+
+    first = run()
+    times = {path: path.stat() for path in folder.iterdir()}
+    make_fashion(folder, n_train=12, n_test=6, seed=1)  # same names and sizes
+    for path, status in times.items():
+        os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+    second = run()
+    assert not np.allclose(second.train_x, first.train_x)
+
+
+def _only_cached_file(cache):
+    (path,) = (cache / "features").glob("*.npz")
+    return path
+
+
+def test_bit_flipped_cached_file_is_reported_and_rebuilt(tmp_path, options, cache, capsys):
+    write_image_folder(tmp_path / "images")
+    first = _extract_folder(tmp_path / "images", options)
+    path = _only_cached_file(cache)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x04
+    path.write_bytes(bytes(data))
+    second = _extract_folder(tmp_path / "images", options)
+    assert "unreadable" in capsys.readouterr().err
+    np.testing.assert_array_equal(second.train_x, first.train_x)
+    np.testing.assert_array_equal(FeatureSet.load(path).test_x, first.test_x)
+
+
+def test_foreign_file_in_the_cache_slot_is_reported_and_rebuilt(tmp_path, options, cache,
+                                                                capsys):
+    write_image_folder(tmp_path / "images")
+    first = _extract_folder(tmp_path / "images", options)
+    path = _only_cached_file(cache)
+    rng = np.random.default_rng(0)
+    FeatureSet(rng.normal(size=(6, 3)).astype(np.float32), np.arange(6) % 2,
+               rng.normal(size=(6, 3)).astype(np.float32), np.arange(6) % 2).save(path)
+    second = _extract_folder(tmp_path / "images", options)
+    assert "describes other features" in capsys.readouterr().err
+    np.testing.assert_array_equal(second.train_x, first.train_x)
+    assert second.metadata["model"] == "tiny-means"
+
+
+def test_sweep_on_a_corrupt_features_file_is_a_one_line_error(tmp_path, capsys):
+    from dnnstress.cli import main
+
+    path = FeatureSet(np.ones((4, 3), np.float32), np.array([0, 1, 0, 1]),
+                      np.ones((2, 3), np.float32), np.array([1, 0])).save(tmp_path / "f.npz")
+    path.write_bytes(path.read_bytes()[:-30])
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and "not a readable .npz" in err

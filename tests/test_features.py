@@ -1,7 +1,9 @@
 """FeatureSet: the .npz round trip and every validation error."""
 
+import io
 import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -145,9 +147,120 @@ def test_load_errors(tmp_path):
         FeatureSet(**_single()).save(tmp_path / "f.npy")
 
 
-def test_pickled_objects_are_refused(tmp_path):
+class _OpensAFile:
+    """Unpickling this would create ``marker``: proof that the loader never unpickles."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _npy_bytes(header, data=b""):
+    """An .npy member from a raw header dictionary, so its shape can lie."""
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, header)
+    return stream.getvalue() + data
+
+
+def _zip(path, members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(f"{name}.npy", data)
+    return path
+
+
+def _bytes(tmp_path, data):
+    (tmp_path / "f.npz").write_bytes(data)
+    return tmp_path / "f.npz"
+
+
+def _saved(tmp_path, **arrays):
+    np.savez(tmp_path / "f.npz", **arrays)
+    return tmp_path / "f.npz"
+
+
+def _flip_a_data_byte(tmp_path):
+    path = FeatureSet(**_single(n_train=200, d=50)).save(tmp_path / "f.npz")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 4] ^= 0x10  # inside train_x's values: only the CRC can tell
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _truncated(tmp_path):
+    path = FeatureSet(**_single()).save(tmp_path / "f.npz")
+    path.write_bytes(path.read_bytes()[:-40])
+    return path
+
+
+def _header_declaring_36_tib(tmp_path):
+    """train_x's header says 2^40 x 9 float32 (36 TiB); the member holds 64 bytes."""
+    members = {}
+    for name, array in _single().items():
+        stream = io.BytesIO()
+        np.save(stream, array)
+        members[name] = stream.getvalue()
+    members["train_x"] = _npy_bytes(
+        {"descr": "<f4", "fortran_order": False, "shape": (1 << 40, 9)}, b"\0" * 64)
+    return _zip(tmp_path / "f.npz", members)
+
+
+HOSTILE = {
+    "empty file": (lambda t: _bytes(t, b""), "not a readable .npz"),
+    "not a zip": (lambda t: _bytes(t, b"PK junk"), "not a readable .npz"),
+    "bit flip": (_flip_a_data_byte, "not a readable .npz.*CRC"),
+    "truncated": (_truncated, "not a readable .npz"),
+    "folder": (lambda t: (t / "f.npz").mkdir() or t / "f.npz", "is a folder"),
+    "36 TiB header": (_header_declaring_36_tib, r"declares shape \(1099511627776, 9\)"),
+    "bad header": (lambda t: _zip(t / "f.npz", {n: b"\x93NUMPY\x01\x00zz" for n in
+                                                 ("train_x", "train_y", "test_x", "test_y")}),
+                   "train_x is not a valid .npy"),
+    "missing key": (lambda t: _saved(t, **{k: v for k, v in _single().items()
+                                           if k != "test_y"}), "missing array.*test_y"),
+    "widths differ": (lambda t: _saved(t, **_with(test_x=np.zeros((4, 2), np.float32))),
+                      "3 features but test_x has 2"),
+    "lengths differ": (lambda t: _saved(t, **_with(train_y=np.zeros(5, int))),
+                       "train_y has 5 rows but the features have 6"),
+    "nan": (lambda t: _saved(t, **_with(test_x=np.full((4, 3), np.nan, np.float32))),
+            "test_x contains 12 NaN"),
+    "inf": (lambda t: _saved(t, **_with(train_x=np.full((6, 3), -np.inf, np.float32))),
+            "train_x contains 18 NaN or infinite"),
+    "integer features": (lambda t: _saved(t, **_with(test_x=np.zeros((4, 3), np.int32))),
+                         "floating point"),
+    "metadata not JSON": (lambda t: _saved(t, **_single(), metadata="{oops"),
+                          "Expecting property name"),
+    "metadata a number": (lambda t: _saved(t, **_single(), metadata=np.float64(1)),
+                          "metadata must be a JSON string"),
+    "class names numbers": (lambda t: _saved(t, **_single(), class_names=np.arange(3)),
+                            "class_names must be a 1-D array of strings"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_bad_features_files_get_one_line_errors_naming_the_file(tmp_path, case):
+    make, message = HOSTILE[case]
+    path = make(tmp_path)
+    with pytest.raises(ValueError, match=message) as caught:
+        FeatureSet.load(path)
+    assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
+
+
+def test_object_arrays_are_refused_without_unpickling(tmp_path):
+    marker = tmp_path / "unpickled"
     arrays = _single()
-    arrays["train_x"] = np.array([object()] * 3, dtype=object)
+    arrays["train_x"] = np.array([_OpensAFile(marker)] * 3, dtype=object)
     np.savez(tmp_path / "evil.npz", **arrays)
-    with pytest.raises(ValueError, match="plain numeric"):
+    with pytest.raises(ValueError, match="train_x holds Python objects.*pickle"):
         FeatureSet.load(tmp_path / "evil.npz")
+    assert not marker.exists()
+
+
+def test_compressed_and_fortran_ordered_files_load(tmp_path):
+    arrays = _single(n_train=300, d=40)
+    arrays["train_x"] = np.asfortranarray(arrays["train_x"])
+    np.savez_compressed(tmp_path / "c.npz", **arrays)
+    loaded = FeatureSet.load(tmp_path / "c.npz")
+    np.testing.assert_array_equal(loaded.train_x, arrays["train_x"])
+    np.testing.assert_array_equal(loaded.test_y, arrays["test_y"])
