@@ -16,15 +16,22 @@ a sequence of pickles followed by raw storage bytes:
 
 Unpickling runs code named by the file, so the unpickler here resolves only the handful
 of globals this format needs, each to a harmless stand-in; anything else (``os.system``
-and friends) is refused before it can be called.
+and friends) is refused before it can be called.  The state of an object (pickle's
+``BUILD``) may only be set on the state dict itself.  Every size the file declares is
+checked before anything is allocated: a storage holds no more than the file's bytes, a
+tensor reads only inside its storage, and the tensors together never take more memory
+than the file, so a few crafted bytes cannot ask for gigabytes.
 """
 
 from __future__ import annotations
 
 import collections
 import io
+import math
+import operator
 import os
 import pickle
+import reprlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +40,8 @@ __all__ = ["LegacyFormatError", "load_legacy_state_dict"]
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
+#: More dimensions than any real tensor has; a bound on what a crafted file can ask for.
+MAX_DIMS = 32
 
 #: torch storage class name -> little-endian numpy dtype of its elements.
 STORAGE_DTYPES = {
@@ -46,6 +55,12 @@ STORAGE_DTYPES = {
     "ByteStorage": "u1",
     "BoolStorage": "?",
 }
+
+# Error messages quote file content through this: bounded in length and nesting depth, so
+# a deeply nested or huge crafted value can neither recurse without end nor flood the line.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 40, 40
+_describe = _REPR.repr
 
 
 class LegacyFormatError(ValueError):
@@ -81,13 +96,56 @@ class _TensorRef:
     size: tuple[int, ...]
     stride: tuple[int, ...]
 
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.size) * self.storage.dtype.itemsize
+
+
+def _integer(value, what: str) -> int:
+    if isinstance(value, bool):
+        raise LegacyFormatError(f"{what} is {value!r}, not an integer")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise LegacyFormatError(f"{what} is {_describe(value)}, not an integer") from None
+
+
+def _integers(values, what: str) -> tuple[int, ...]:
+    if not isinstance(values, (tuple, list)) or len(values) > MAX_DIMS:
+        raise LegacyFormatError(f"tensor {what} is {_describe(values)}, not a tuple of at "
+                                f"most {MAX_DIMS} integers")
+    return tuple(_integer(value, f"a tensor {what[:-1]}") for value in values)
+
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, *_ignored):
+    """Check the view a tensor takes of its storage and record it (nothing is allocated).
+
+    The view must lie inside the storage and hold no more elements than the storage:
+    strides are non-negative, so a zero stride cannot repeat a few stored values into an
+    arbitrarily large tensor.
+    """
     # The trailing arguments (requires_grad, backward hooks, metadata) do not affect values.
     if not isinstance(storage, _StorageRef):
         raise LegacyFormatError("a tensor refers to something that is not a storage")
-    return _TensorRef(storage, int(storage_offset), tuple(map(int, size)),
-                      tuple(map(int, stride)))
+    ref = _TensorRef(storage, _integer(storage_offset, "a tensor's storage offset"),
+                     _integers(size, "sizes"), _integers(stride, "strides"))
+    if len(ref.size) != len(ref.stride):
+        raise LegacyFormatError(f"a tensor has {len(ref.size)} sizes but "
+                                f"{len(ref.stride)} strides")
+    if min(ref.size, default=0) < 0 or min(ref.stride, default=0) < 0 or ref.offset < 0:
+        raise LegacyFormatError(f"a tensor has a negative size, stride or offset (size "
+                                f"{ref.size}, stride {ref.stride}, offset {ref.offset})")
+    elements = math.prod(ref.size)
+    if elements == 0:
+        if max(ref.size, default=0) > storage.numel + MAX_DIMS:
+            raise LegacyFormatError(f"an empty tensor declares size {ref.size}")
+        return ref
+    last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
+    if last >= storage.numel or elements > storage.numel:
+        raise LegacyFormatError(
+            f"a tensor of size {ref.size}, stride {ref.stride} and offset {ref.offset} "
+            f"reaches outside its storage of {storage.numel} elements")
+    return ref
 
 
 def _allowed_global(module: str, name: str):
@@ -101,48 +159,91 @@ def _allowed_global(module: str, name: str):
     return None
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that can only build dicts, tensor stand-ins and storage references."""
+class _RestrictedUnpickler(pickle._Unpickler):
+    """An unpickler that can only build dicts, tensor stand-ins and storage references.
+
+    The pure-Python unpickler, not the C one: its dispatch table can refuse ``BUILD``,
+    and its memo is a dict, so a crafted memo index cannot allocate a huge table.
+
+    Parameters
+    ----------
+    stream : binary file
+    max_bytes : int
+        Bytes of storage data the file can hold at most (its size): a storage declaring
+        more elements is refused before anything is read.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, stream, max_bytes: int):
+        super().__init__(stream)
+        self.max_bytes = max_bytes
+        self.storages: dict[str, _StorageRef] = {}
 
     def find_class(self, module, name):
         found = _allowed_global(module, name)
         if found is None:
             raise LegacyFormatError(
-                f"refusing to load global {module}.{name!s} from the weight file: only "
-                "collections.OrderedDict, torch._utils._rebuild_tensor_v2 and torch "
-                "storage types are allowed in a state dict")
+                f"refusing to load global {module[:60]}.{name[:60]} from the "
+                "weight file: only collections.OrderedDict, torch._utils._rebuild_tensor_v2 "
+                "and torch storage types are allowed in a state dict")
         return found
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise LegacyFormatError(f"unexpected persistent id {pid!r}")
-        storage_type, key, _location, numel = pid[1:5]
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
+            raise LegacyFormatError(f"unexpected persistent id {_describe(pid)}")
+        storage_type, key, location, numel = pid[1:5]
         if not isinstance(storage_type, _StorageType):
-            raise LegacyFormatError(f"persistent id names no storage type: {pid!r}")
+            raise LegacyFormatError(f"persistent id names no storage type: {_describe(pid)}")
+        if not (isinstance(key, str) and isinstance(location, str)):
+            raise LegacyFormatError(f"malformed storage key or location in {_describe(pid)}")
         if len(pid) > 5 and pid[5] is not None:
             raise LegacyFormatError("storage views are not supported")
-        return _StorageRef(str(key), storage_type.dtype, int(numel))
+        ref = _StorageRef(key, storage_type.dtype, _integer(numel, "a storage size"))
+        if not 0 <= ref.numel * ref.dtype.itemsize <= self.max_bytes:
+            raise LegacyFormatError(f"storage {key!r} declares {ref.numel} elements, more "
+                                    f"than the file's {self.max_bytes} bytes can hold")
+        if self.storages.setdefault(key, ref) != ref:
+            raise LegacyFormatError(f"storage {key!r} is declared twice, differently")
+        return ref
+
+    def load_build(self):
+        # torch keeps the modules' versions in the state dict's ``_metadata`` attribute;
+        # they do not change values.  State set on anything else (a function, a class, a
+        # stand-in) would change this reader itself: refused.
+        state = self.stack.pop()
+        target = self.stack[-1]
+        if type(target) is not collections.OrderedDict:
+            raise LegacyFormatError(f"refusing to set the state of {_describe(target)} "
+                                    f"to {_describe(state)}")
+
+    dispatch[pickle.BUILD[0]] = load_build
 
 
-def _load_pickle(stream):
+def _load_pickle(stream, max_bytes: int):
+    unpickler = _RestrictedUnpickler(stream, max_bytes)
     try:
-        return _RestrictedUnpickler(stream).load()
+        return unpickler.load(), unpickler.storages
     except LegacyFormatError:
         raise
     except Exception as exc:  # truncated or garbled pickle: say so in one line
-        raise LegacyFormatError(f"corrupt legacy PyTorch file ({exc})") from exc
+        raise LegacyFormatError(f"corrupt legacy PyTorch file ({_describe(exc)})") from exc
 
 
-def _check_header(stream) -> None:
-    if _load_pickle(stream) != MAGIC_NUMBER:
+def _check_header(stream, max_bytes: int) -> None:
+    try:
+        magic = _load_pickle(stream, max_bytes)[0]
+    except LegacyFormatError:  # a zip file, say, read as a pickle
+        magic = None
+    if magic != MAGIC_NUMBER:
         raise LegacyFormatError(
             "not a legacy PyTorch file (bad magic number); zip-format .pt/.pth files "
             "saved by PyTorch >= 1.6 are not supported")
-    protocol = _load_pickle(stream)
+    protocol = _load_pickle(stream, max_bytes)[0]
     if protocol != PROTOCOL_VERSION:
-        raise LegacyFormatError(f"unsupported legacy protocol version {protocol!r}")
-    sys_info = _load_pickle(stream)
-    if not (isinstance(sys_info, dict) and sys_info.get("little_endian", False)):
+        raise LegacyFormatError(f"unsupported legacy protocol version {_describe(protocol)}")
+    sys_info = _load_pickle(stream, max_bytes)[0]
+    if not (isinstance(sys_info, dict) and sys_info.get("little_endian", False) is True):
         raise LegacyFormatError("only little-endian legacy files are supported")
 
 
@@ -152,6 +253,8 @@ def _read_storages(buffer: bytes, position: int, keys, refs: dict[str, _StorageR
     for key in keys:
         if key not in refs:
             raise LegacyFormatError(f"storage {key!r} is listed but used by no tensor")
+        if key in storages:
+            raise LegacyFormatError(f"storage {key!r} is listed twice")
         ref = refs[key]
         if position + 8 > len(buffer):
             raise LegacyFormatError("file truncated in the storage data")
@@ -169,12 +272,12 @@ def _read_storages(buffer: bytes, position: int, keys, refs: dict[str, _StorageR
 
 
 def _materialise(ref: _TensorRef, storage: np.ndarray) -> np.ndarray:
-    """Apply the tensor's offset, size and (element) strides to its storage; copy out."""
-    extent = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride) if n > 0)
-    if any(n == 0 for n in ref.size):
-        return np.zeros(ref.size, storage.dtype)
-    if ref.offset < 0 or min(ref.stride, default=0) < 0 or extent >= storage.size:
-        raise LegacyFormatError("a tensor reaches outside its storage")
+    """Apply the tensor's offset, size and (element) strides to its storage; copy out.
+
+    :func:`_rebuild_tensor_v2` has checked that the view lies inside the storage.
+    """
+    if math.prod(ref.size) == 0:
+        return np.zeros(ref.size, storage.dtype.newbyteorder("="))
     view = np.lib.stride_tricks.as_strided(
         storage[ref.offset:], shape=ref.size,
         strides=tuple(s * storage.itemsize for s in ref.stride), writeable=False)
@@ -193,32 +296,44 @@ def load_legacy_state_dict(path: str | os.PathLike) -> collections.OrderedDict:
     Returns
     -------
     collections.OrderedDict of str -> numpy.ndarray
-        Parameter name to a native-endian copy of the tensor, in file order.
+        Parameter name to a native-endian copy of the tensor, in file order.  Entries
+        that are the same view of the same storage (tied weights) share one array.
 
     Raises
     ------
     LegacyFormatError
-        If the file is not in this format, is truncated, or names any global outside
-        the small allowed set (the pickle is never allowed to run arbitrary code).
+        If the file is not in this format, is truncated, names any global outside the
+        small allowed set (the pickle is never allowed to run arbitrary code), or
+        declares tensors outside their storage or larger, together, than the file.
     """
     with open(path, "rb") as file:
         buffer = file.read()
+    try:
+        return _load(buffer)
+    except LegacyFormatError as exc:
+        raise LegacyFormatError(f"{os.fspath(path)}: {exc}") from exc.__cause__
+
+
+def _load(buffer: bytes) -> collections.OrderedDict:
     stream = io.BytesIO(buffer)
-    _check_header(stream)
-    state = _load_pickle(stream)
+    _check_header(stream, len(buffer))
+    state, refs = _load_pickle(stream, len(buffer))
     if not isinstance(state, dict):
         raise LegacyFormatError(f"expected a state dict, found {type(state).__name__}")
-    keys = _load_pickle(stream)
+    keys, _ = _load_pickle(stream, len(buffer))
     if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
         raise LegacyFormatError("the storage key list is malformed")
-    refs = {}
     for name, value in state.items():
         if not isinstance(value, _TensorRef):
-            raise LegacyFormatError(f"entry {name!r} is not a tensor")
-        refs[value.storage.key] = value.storage
+            raise LegacyFormatError(f"entry {_describe(name)} is not a tensor")
+    # Each distinct view is copied once, so the copies together must fit in the file.
+    needed = sum(ref.nbytes for ref in set(state.values()))
+    if needed > len(buffer):
+        raise LegacyFormatError(f"the tensors would take {needed} bytes, more than the "
+                                f"{len(buffer)}-byte file holds")
     storages = _read_storages(buffer, stream.tell(), keys, refs)
-    missing = refs.keys() - storages.keys()
+    missing = {ref.storage.key for ref in state.values()} - storages.keys()
     if missing:
         raise LegacyFormatError(f"no data for storage(s) {sorted(missing)}")
-    return collections.OrderedDict(
-        (name, _materialise(ref, storages[ref.storage.key])) for name, ref in state.items())
+    arrays = {ref: _materialise(ref, storages[ref.storage.key]) for ref in set(state.values())}
+    return collections.OrderedDict((name, arrays[ref]) for name, ref in state.items())
