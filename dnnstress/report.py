@@ -9,6 +9,7 @@ paper's base setup, shipped with the package) are drawn dashed beside ours.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from dnnstress.figures import fig2_dimensionality, fig4_quantization, \
     fig5_feature_compression, fig_qb, save_figure
 from dnnstress.stress.accounting import bits_for_levels
 from dnnstress.sweep import read_results
-from dnnstress.table3 import EXPERIMENT_NAMES, LOSSES, baseline_score, best_compression, \
-    table3
+from dnnstress.sweep.store import row_key
+from dnnstress.table3 import EXPERIMENT_NAMES, LOSSES, baseline_score, table3, table3_cell
 
 HEADLINE_LOSS = 0.01  # the paper's headline: 98.4 % compression for 0.88 % of the score
 PAPER_SETUP = ("VGG-M", "VOC 2007")
@@ -50,15 +51,26 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
     -------
     dict
         ``baseline_score``, ``metric``, ``n_features``, ``headline`` (one line, the best
-        compression within 1 % of the score), ``best`` (per experiment, the best
-        compression within 1 %, as dicts), ``table3`` (its records), ``files`` (paths
-        written), ``paper`` (the overlay's label or None) and ``metadata`` (sweep.json).
+        compression within 1 % of the score), ``best`` (per experiment, its Table 3 cell
+        within 1 %, as dicts: the headline picks among them), ``table3`` (its records),
+        ``files`` (paths written), ``paper`` (the overlay's label or None),
+        ``metadata`` (sweep.json) and ``duplicates`` (rows left out, see Warns).
+
+    Warns
+    -----
+    UserWarning
+        When ``results.csv`` repeats a row key (experiment, parameters, repeat): only the
+        first of each is used, so that no point weighs twice in a mean.
     """
     directory = Path(directory)
     if not (directory / "results.csv").is_file():
         raise FileNotFoundError(f"no results.csv in {directory}: run `dnnstress sweep "
                                 f"FEATURES.npz --out {directory}` first")
-    rows = read_results(directory)
+    rows, duplicates = _unique_rows(read_results(directory))
+    if duplicates:
+        warnings.warn(f"{directory / 'results.csv'}: {duplicates} duplicated row(s) left "
+                      f"out (same experiment, parameters and repeat as an earlier row; the "
+                      f"first is used)", stacklevel=2)
     baseline = baseline_score(rows)
     metadata = _read_metadata(directory)
     paper = _paper_rows(authors)
@@ -71,7 +83,7 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
         if present.intersection(experiments):
             figure = make_figure(rows, paper=_overlay(paper, experiments))
             files.append(save_figure(figure, directory / name))
-    best = {experiment: best_compression(rows, experiment, HEADLINE_LOSS, baseline)
+    best = {experiment: table3_cell(rows, experiment, HEADLINE_LOSS, baseline)
             for experiment in table.experiments}
     return {
         "directory": str(directory),
@@ -85,6 +97,7 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
         "files": [str(path) for path in files],
         "paper": _paper_label(paper),
         "metadata": metadata,
+        "duplicates": duplicates,
     }
 
 
@@ -101,6 +114,9 @@ def format_summary(summary: dict) -> str:
 
 def headline(best: dict, max_loss: float = HEADLINE_LOSS) -> str:
     """One line on the best compression within ``max_loss``: FC's if run, else the best.
+
+    ``best`` maps each experiment to its Table 3 cell for ``max_loss``
+    (:func:`dnnstress.table3.table3_cell`) or ``None``.
 
     >>> from dnnstress.table3 import Cell
     >>> cell = Cell("fc", 0.01, 0.98440, "", 0.7628, 0.99125, 0.98440, 4096, 409, 27)
@@ -135,6 +151,18 @@ def _configuration(cell) -> str:
     if kept == n:
         return f"h = {cell.n_levels}, {bits} per dim"
     return f"{kept} of {n} dims x {bits}"
+
+
+def _unique_rows(rows):
+    """The first row of each key (:func:`dnnstress.sweep.store.row_key`), and how many
+    later ones were left out."""
+    seen, unique = set(), []
+    for row in rows:
+        key = row_key(row)
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    return unique, len(rows) - len(unique)
 
 
 def _read_metadata(directory: Path):

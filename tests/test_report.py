@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from dnnstress import __version__
+from dnnstress.authors import SHIPPED_DIR
 from dnnstress.cli import main
 from dnnstress.report import write_report
 from dnnstress.stress.accounting import bits_for_levels, compression_rate
@@ -125,3 +127,55 @@ def test_headline_without_loss_or_with_a_gain():
     assert headline({"dr2": gain, "q2": None}) == (
         "DR-2: 95.0 % compression (204 of 4096 dims) with no score lost (score +1.25 %)")
     assert headline({"fc": None}) == "FC: no configuration keeps the score within 1 %"
+
+
+def test_json_on_stdout_is_only_json_with_run_info(tmp_path, capsys):
+    directory = _write_results(tmp_path / "sweep", ALL_ROWS)
+    assert main(["report", str(directory), "--no-authors", "--losses", "1,3",
+                 "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)  # nothing but JSON on stdout
+    assert document["command"] == "report"
+    assert document["dnnstress"] == __version__
+    assert {"cpu", "cores", "blas"} <= set(document["machine"])
+    assert document["params"] == {"directory": str(directory), "losses": [0.01, 0.03],
+                                  "authors": False}
+    assert document["headline"].startswith("FC: 98.4 % compression")
+    assert len(document["table3"]) == 6 * 2
+    assert document["warnings"] == []
+    assert "| experiment | ≤ 1 % loss | ≤ 3 % loss |" in captured.err
+
+
+def test_json_to_a_file_keeps_the_table_on_stdout(tmp_path, capsys):
+    directory = _write_results(tmp_path / "sweep", ALL_ROWS)
+    target = tmp_path / "report.json"
+    assert main(["report", str(directory), "--json", str(target)]) == 0
+    assert "| experiment |" in capsys.readouterr().out
+    document = json.loads(target.read_text())
+    assert document["paper"] == "paper (VGG-M, VOC 2007)"
+    assert document["params"]["authors"] == str(SHIPPED_DIR)
+
+
+def test_table3_and_headline_follow_one_rule(tmp_path):
+    # Within 1 % (>= 0.792): h = 7 and 8 pass, h = 6 fails.  Both cost 3 bits; h = 8
+    # scores higher.  Table 3 names the smallest h, and so must the headline.
+    scores = {2: 0.70, 3: 0.78, 4: 0.785, 5: 0.789, 6: 0.790, 7: 0.7925, 8: 0.799}
+    rows = [_row("baseline", 0.80)] + [_row("q2", s, h=h) for h, s in scores.items()]
+    summary = write_report(_write_results(tmp_path / "q", rows), authors=False,
+                           losses=(0.01,))
+    assert "| Q-2 (per dim.) | 7 values |" in summary["table3_markdown"]
+    assert summary["headline"] == ("Q-2: 90.6 % compression (h = 7, 3 bits per dim) "
+                                   "for 0.94 % of the score lost")
+    assert summary["best"]["q2"]["n_levels"] == 7
+
+
+def test_garbled_row_names_the_file_and_the_line(tmp_path, capsys):
+    directory = _write_results(tmp_path / "bad", ALL_ROWS)
+    path = directory / "results.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace(",0.7,", ",0.7x,")  # the first DR-1 row's score
+    assert ",0.7x," in lines[2]
+    path.write_text("".join(lines))
+    assert main(["report", str(directory), "--no-authors"]) == 1
+    error = capsys.readouterr().err
+    assert f"{path}, line 3" in error and error.count("\n") == 1

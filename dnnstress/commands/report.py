@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
 
+from dnnstress.authors import default_authors_dir
 from dnnstress.report import format_summary, write_report
+from dnnstress.runinfo import run_info
 
 
 def add_parser(subparsers):
@@ -26,15 +32,35 @@ def add_parser(subparsers):
                         help="do not draw the authors' curves")
     parser.add_argument("--losses", type=_parse_losses, default="1,2,3,4,5", metavar="LIST",
                         help="Table 3 loss columns in percent (default %(default)s)")
+    parser.add_argument("--json", metavar="FILE",
+                        help="also write the report as JSON to FILE, with the dnnstress "
+                             "version, date, machine and these options; '-' writes only "
+                             "JSON to standard output (the table goes to standard error)")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args) -> int:
     authors = False if args.no_authors else args.authors
-    summary = write_report(args.directory, authors=authors, losses=args.losses)
-    print(format_summary(summary))
-    print("Wrote " + ", ".join(summary["files"]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = write_report(args.directory, authors=authors, losses=args.losses)
+    notes = [str(warning.message) for warning in caught]
+    for note in notes:
+        print(f"dnnstress report: warning: {note}", file=sys.stderr)
+    human = sys.stderr if args.json == "-" else sys.stdout
+    print(format_summary(summary), file=human)
+    print("Wrote " + ", ".join(summary["files"]), file=human)
+    if args.json:
+        params = {"directory": args.directory, "losses": args.losses,
+                  "authors": False if args.no_authors
+                  else str(args.authors or default_authors_dir())}
+        text = json.dumps({**run_info("report", params), **summary, "warnings": notes},
+                          indent=2) + "\n"
+        if args.json == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.json).write_text(text)
     return 0
 
 
