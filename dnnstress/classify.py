@@ -49,6 +49,7 @@ only functions that numpy and CuPy share, so CuPy input trains on the GPU unchan
 
 from __future__ import annotations
 
+import functools
 import numbers
 import warnings
 
@@ -56,9 +57,15 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
-from dnnstress._array import array_namespace, check_features, is_cupy_array, to_numpy
+from dnnstress._array import (array_namespace, check_features, count_nonfinite,
+                              is_cupy_array, to_numpy)
+from dnnstress.metrics import label_matrix
 
-__all__ = ["LinearSVM", "fit_linear_svms", "l2_normalize"]
+__all__ = ["IgnoredLabelWarning", "LinearSVM", "fit_linear_svms", "l2_normalize"]
+
+
+class IgnoredLabelWarning(UserWarning):
+    """A label column has no sample to learn from (all 0, "ignored"): its model is 0."""
 
 # Conjugate-gradient iterations per Newton step: CG is exact after d + 1 steps in exact
 # arithmetic; in practice the forcing term stops it after tens.
@@ -73,15 +80,70 @@ def l2_normalize(X):
 
     Rows are first divided by their largest absolute value so that squaring cannot
     overflow (large float32 values) or underflow (tiny ones) before the norm is taken.
-    Returns a new array of the same dtype and backend.
+    Returns a new array of the backend of ``X``, of its dtype, or float32 for narrower
+    dtypes (float16, whose range the squares overflow).  On numpy one compiled pass
+    per row does it all (finiteness check included), with the sum of squares in float64;
+    it agrees with the array-API formula that CuPy runs to a few units in the last place
+    (relative difference <= 4 eps of the dtype).
     """
-    check_features(X, allow_empty=True)
+    check_features(X, allow_empty=True, check_finite=is_cupy_array(X))
+    X = _at_least_float32(X)
+    if is_cupy_array(X):
+        return _l2_normalize_array_api(X)
+    out = np.empty(X.shape, dtype=X.dtype)
+    bad = _l2_normalize_kernel()(X, out)
+    if bad:
+        raise ValueError(f"X contains {bad} NaN or infinite value(s)")
+    return out
+
+
+def _l2_normalize_array_api(X):
+    """The array-API twin of the compiled kernel (and the CuPy path)."""
     xp = array_namespace(X)
     peak = xp.max(xp.abs(X), axis=1, keepdims=True) if X.shape[1] else xp.zeros(
         (X.shape[0], 1), dtype=X.dtype)
     scaled = X / xp.where(peak > 0, peak, 1).astype(X.dtype)
     norm = xp.sqrt((scaled * scaled).sum(axis=1, keepdims=True))
     return scaled / xp.where(norm > 0, norm, 1).astype(X.dtype)
+
+
+@functools.lru_cache(maxsize=1)
+def _l2_normalize_kernel():
+    """A numba kernel normalising the rows of X into ``out``; returns the count of
+    non-finite values.  Compiled on first use, so importing dnnstress stays cheap.
+
+    Why: the array-API formula makes six passes over X with temporaries as large as X
+    (15x a copy at 6000 x 1280); a row fits in L1, so three passes over it from cache
+    cost about one pass over memory.
+    """
+    import numba
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def normalize_rows(X, out):
+        n, d = X.shape
+        bad = 0
+        for i in numba.prange(n):
+            peak = 0.0
+            row_bad = 0
+            for j in range(d):
+                x = X[i, j]
+                row_bad += x - x != 0  # NaN or inf
+                peak = max(peak, abs(x))
+            bad += row_bad
+            if peak == 0.0 or row_bad:
+                out[i, :] = 0
+                continue
+            inverse_peak = 1.0 / peak
+            squares = 0.0
+            for j in range(d):
+                scaled = X[i, j] * inverse_peak
+                squares += scaled * scaled
+            factor = inverse_peak / np.sqrt(squares)
+            for j in range(d):
+                out[i, j] = X[i, j] * factor
+        return bad
+
+    return normalize_rows
 
 
 def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=1000,
@@ -95,10 +157,14 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
         of different widths are zero-padded to a common d: a column that is zero for
         every sample enters the objective only through the regulariser ``0.5 w_j^2``, so
         its optimal weight is exactly 0 and the other weights are those of the narrower
-        problem.  Strip the padding from ``W`` afterwards.
+        problem.  Strip the padding from ``W`` afterwards.  Dtypes narrower than float32
+        (float16) train in float32: their range overflows in the products.
     Y : array of shape (n, L) with values in {1, -1, 0}
         Targets shared by all B versions: label l's problem uses the samples with
         ``Y[:, l] != 0``.  One-vs-rest over classes is ``Y[i, l] = 1 if y_i == l else -1``.
+        A boolean matrix means True = 1, False = -1 (never "ignored").  A column that is
+        all 0 has nothing to learn (its model is 0) and gives an
+        :class:`IgnoredLabelWarning`.
     C : float, default 1.0
         Loss weight (LIBLINEAR's ``-c``).
     intercept_scaling : float, default 1.0
@@ -116,13 +182,19 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
     Returns
     -------
     W : array of shape (B, L, d)
-        Weights (``coef_`` of each version).
+        Weights (``coef_`` of each version), in the training dtype.
     b : array of shape (B, L)
         Intercepts, ``intercept_scaling`` times the bias weight.
     info : dict
         ``n_iter`` (B, L) Newton iterations, ``converged`` (B, L) bool, ``objective``
         (B, L) float64, as numpy arrays; ``n_hessian_products`` (int), the number of
         batched Hessian-vector products (each costs two passes over X).
+
+    Raises
+    ------
+    RuntimeError
+        When the solution or its objective is not finite (features so large that the
+        products overflow the training dtype): no score may come from such a solve.
     """
     xp = array_namespace(X)
     X = _check_batch(X, xp)
@@ -131,178 +203,222 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
     _check_positive(intercept_scaling, "intercept_scaling", allow_zero=True)
     _check_positive(tol, "tol")
     max_iter = _check_max_iter(max_iter)
-    W, b = _initial_point(warm_start, X, Y.shape[1], intercept_scaling, xp)
+    V = _initial_point(warm_start, X, Y.shape[1], intercept_scaling, xp)
     problem = _Problem(X, Y, float(C), float(intercept_scaling))
-    W, b, info = _truncated_newton(problem, W, b, float(tol), max_iter)
-    coef = xp.ascontiguousarray(xp.swapaxes(W, 1, 2))
-    intercept = intercept_scaling * b[:, 0, :]
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below
+        V, info, overflowed = _truncated_newton(problem, V, float(tol), max_iter)
+    d = X.shape[2]
+    if (overflowed or not np.isfinite(info["objective"]).all()
+            or count_nonfinite(V.reshape(-1, 1))):
+        raise RuntimeError(
+            f"the SVM solve overflowed {V.dtype} (non-finite weights or objective): the "
+            f"features are too large for it; L2-normalise them first (l2_normalize)")
+    coef = xp.ascontiguousarray(xp.swapaxes(V[:, :d, :], 1, 2))
+    intercept = intercept_scaling * V[:, d, :]
     return coef, intercept, info
 
 
 class _Problem:
     """The data of a batch: X (B, n, d), targets y and mask m (n, L), C and s.
 
-    Variables are pairs ``(W, b)`` with W of shape (B, d, L) (one column per problem,
-    so that products with X are matrix-matrix) and b of shape (B, 1, L).
+    A variable is one array V of shape (B, d + 1, L): row j < d holds the weight of
+    feature j, row d the bias weight, one column per problem, so that products with X
+    are matrix-matrix and every vector operation of CG is one array operation, not one
+    for the weights and one for the bias.
     """
 
     def __init__(self, X, Y, C, s):
         xp = array_namespace(X)
-        self.xp, self.X, self.C, self.s = xp, X, C, s
-        self.Xt = xp.swapaxes(X, 1, 2)  # a view: BLAS reads it transposed
+        self.xp, self.C, self.s = xp, C, s
+        # Every product below is a 2-D GEMM on X[k] (C-contiguous) or its transpose
+        # (F-contiguous), which BLAS and cuBLAS read in place.  CuPy's batched matmul
+        # would instead copy a transposed 3-D view to a contiguous array on every call.
+        self.X = xp.ascontiguousarray(X)
+        self.n_versions, self.n_samples, self.n_features = X.shape
         self.y = Y.astype(X.dtype)
         self.m = (Y != 0).astype(X.dtype)
 
-    def margins(self, W, b):
-        """``z = X w + s b`` for every sample and problem, shape (B, n, L)."""
-        return self.xp.matmul(self.X, W) + self.s * b
+    def forward(self, V):
+        """``X w + s b`` of every sample and problem, shape (B, n, L)."""
+        xp, d = self.xp, self.n_features
+        out = xp.empty((self.n_versions, self.n_samples, V.shape[2]), dtype=V.dtype)
+        for k in range(self.n_versions):
+            xp.matmul(self.X[k], V[k, :d], out=out[k])
+        out += self.s * V[:, d:]
+        return out
+
+    def backward(self, R):
+        """``(X' r, s 1' r)`` of residuals R (B, n, L), shape (B, d + 1, L)."""
+        xp, d = self.xp, self.n_features
+        out = xp.empty((self.n_versions, d + 1, R.shape[2]), dtype=R.dtype)
+        for k in range(self.n_versions):
+            xp.matmul(self.X[k].T, R[k], out=out[k, :d])
+        out[:, d:] = self.s * R.sum(axis=1, keepdims=True)
+        return out
 
     def hinge(self, z):
         """Masked margin violations ``v = m * max(0, 1 - y z)``."""
         return self.m * self.xp.maximum(1 - self.y * z, 0)
 
-    def gradient(self, W, b, v):
-        """Gradient of the objective at (W, b), given its violations ``v``."""
-        r = self.y * v
-        gW = W - 2 * self.C * self.xp.matmul(self.Xt, r)
-        gb = b - 2 * self.C * self.s * r.sum(axis=1, keepdims=True)
-        return gW, gb
+    def gradient(self, V, v):
+        """Gradient of the objective at V, given its violations ``v``."""
+        return V - 2 * self.C * self.backward(self.y * v)
 
-    def objective(self, W, b, v):
+    def objective(self, V, v):
         """Objective of every problem, shape (B, L), summed in float64."""
         xp = self.xp
-        reg = _pair_dot(W, b, W, b)[:, 0, :].astype(xp.float64)
-        return 0.5 * reg + self.C * (v * v).sum(axis=1, dtype=xp.float64)
+        return (0.5 * (V * V).sum(axis=1, dtype=xp.float64)
+                + self.C * (v * v).sum(axis=1, dtype=xp.float64))
 
-    def hessian_product(self, D, dW, db):
-        """``H d`` with the generalised Hessian ``I + 2C X_A' X_A`` (A: ``D == 1``).
+    def hessian_product(self, D, P):
+        """``H p`` with the generalised Hessian ``I + 2C X_A' X_A`` (A: ``D == 1``).
 
-        Also returns ``u = X d + s db`` (before masking), which CG accumulates into
+        Also returns ``u = X p + s p_b`` (before masking), which CG accumulates into
         ``X p`` for the line search.
         """
-        u = self.xp.matmul(self.X, dW) + self.s * db
-        Du = D * u
-        HdW = dW + 2 * self.C * self.xp.matmul(self.Xt, Du)
-        Hdb = db + 2 * self.C * self.s * Du.sum(axis=1, keepdims=True)
-        return HdW, Hdb, u
+        u = self.forward(P)
+        return P + 2 * self.C * self.backward(D * u), u
 
 
-def _truncated_newton(problem, W, b, tol, max_iter):
+def _sync_interval(xp):
+    """Steps between the host reads of "is any problem still running?".
+
+    Reading a device flag waits for the GPU's queue to drain, so on CuPy the loops test
+    every few steps; a step taken after a problem finished is masked out (it changes
+    nothing) and only costs its products.  On numpy a test is free and a wasted product
+    is not.
+    """
+    return 1 if xp is np else 4
+
+
+def _truncated_newton(problem, V, tol, max_iter):
     """Newton-CG with exact line search, all problems in lockstep (see module doc)."""
     xp = problem.xp
-    eps = float(np.finfo(W.dtype).eps)
-    z = problem.margins(W, b)
-    g0W, g0b = problem.gradient(xp.zeros_like(W), xp.zeros_like(b),
-                                problem.hinge(xp.zeros_like(z)))
+    eps = float(np.finfo(V.dtype).eps)
+    z = problem.forward(V)
+    g0 = problem.gradient(xp.zeros_like(V), problem.hinge(xp.zeros_like(z)))
     # LIBLINEAR's primal stopping rule (so tol means what it means for LinearSVC with
     # dual=False): ||g|| <= tol * max(min(#pos, #neg), 1) / #samples * ||g(0)||.
     n_pos = (problem.y > 0).sum(axis=0)
     n_neg = (problem.y < 0).sum(axis=0)
     balance = xp.maximum(xp.minimum(n_pos, n_neg), 1) / xp.maximum(n_pos + n_neg, 1)
-    g0_norm = xp.sqrt(_pair_dot(g0W, g0b, g0W, g0b))
-    threshold = tol * balance.astype(W.dtype) * g0_norm
+    g0_norm = xp.sqrt(_dot(g0, g0))
+    threshold = tol * balance.astype(V.dtype) * g0_norm
     n_iter = xp.zeros(g0_norm.shape, dtype=xp.int64)
     stalled = xp.zeros(g0_norm.shape, dtype=bool)
+    overflowed = ~xp.isfinite(threshold)
     n_products = 0
     for iteration in range(max_iter + 1):
         v = problem.hinge(z)
-        gW, gb = problem.gradient(W, b, v)
-        g_norm = xp.sqrt(_pair_dot(gW, gb, gW, gb))
-        converged = g_norm <= threshold
-        todo = ~converged & ~stalled
+        g = problem.gradient(V, v)
+        g_norm = xp.sqrt(_dot(g, g))
+        # An overflowed problem (inf or NaN gradient, now or at 0) stops here, and
+        # fit_linear_svms refuses the result.
+        overflowed |= ~xp.isfinite(g_norm)
+        converged = (g_norm <= threshold) & ~overflowed
+        todo = ~converged & ~stalled & ~overflowed
         if iteration == max_iter or not bool(todo.any()):
             break
         n_iter += todo
-        D = ((v > 0) & todo).astype(W.dtype)
+        D = ((v > 0) & todo).astype(V.dtype)
         forcing = xp.minimum(xp.sqrt(g_norm / _nonzero(g0_norm)), 0.5)
-        pW, pb, Xp, n_cg = _conjugate_gradient(problem, D, gW, gb, todo, forcing * g_norm)
+        P, XP, n_cg = _conjugate_gradient(problem, D, g, todo, forcing * g_norm)
         n_products += n_cg
-        t, decrease = _exact_line_search(problem, W, b, z, pW, pb, Xp, v)
+        t, decrease = _exact_line_search(problem, V, z, P, XP, v)
         t = xp.where(todo, t, 0)
         # Below the precision of the dtype the objective stops decreasing: give up on
         # that problem rather than loop to max_iter (reported as not converged).
-        stalled |= todo & (decrease <= 10 * eps * problem.objective(W, b, v)[:, None, :])
-        W = W + t * pW
-        b = b + t * pb
-        z = z + t * Xp
+        stalled |= todo & (decrease <= 10 * eps * problem.objective(V, v)[:, None, :])
+        V = V + t * P
+        z = z + t * XP
     info = {
         "n_iter": to_numpy(n_iter[:, 0, :]),
         "converged": to_numpy(converged[:, 0, :]),
-        "objective": to_numpy(problem.objective(W, b, v)),
+        "objective": to_numpy(problem.objective(V, v)),
         "n_hessian_products": n_products,
     }
-    return W, b, info
+    return V, info, bool(to_numpy(overflowed).any())
 
 
-def _conjugate_gradient(problem, D, gW, gb, todo, threshold):
+def _conjugate_gradient(problem, D, g, todo, threshold):
     """Approximate Newton direction: CG on ``H p = -g`` until ``||r|| <= threshold``.
 
-    Returns the direction, ``X p + s pb`` (accumulated from CG's own products, saving
-    one pass over X) and the number of batched Hessian products used.
+    Returns the direction, ``X p + s p_b`` (accumulated from CG's own products, saving
+    one pass over X) and the number of batched Hessian products used.  A problem leaves
+    for good once its residual is small enough (``active`` only ever loses members), so
+    the result does not depend on how often the host looks at ``active``.
     """
     xp = problem.xp
-    pW, pb = xp.zeros_like(gW), xp.zeros_like(gb)
-    Xp = xp.zeros(problem.X.shape[:2] + gW.shape[2:], dtype=gW.dtype)
-    rW, rb = -gW, -gb
-    dW, db = rW, rb
-    rr = _pair_dot(rW, rb, rW, rb)
+    P = xp.zeros_like(g)
+    XP = xp.zeros(problem.X.shape[:2] + g.shape[2:], dtype=g.dtype)
+    r = -g
+    direction = r
+    rr = _dot(r, r)
     active = todo & (xp.sqrt(rr) > threshold)
+    interval = _sync_interval(xp)
     n_products = 0
-    while bool(active.any()) and n_products < _MAX_CG_ITER:
-        HdW, Hdb, u = problem.hessian_product(D, dW, db)
+    while n_products < _MAX_CG_ITER:
+        if n_products % interval == 0 and not bool(active.any()):
+            break
+        Hd, u = problem.hessian_product(D, direction)
         n_products += 1
-        curvature = _pair_dot(dW, db, HdW, Hdb)
-        alpha = xp.where(active, rr / _nonzero(curvature), 0)
-        pW, pb, Xp = pW + alpha * dW, pb + alpha * db, Xp + alpha * u
-        rW, rb = rW - alpha * HdW, rb - alpha * Hdb
-        rr_new = _pair_dot(rW, rb, rW, rb)
+        alpha = xp.where(active, rr / _nonzero(_dot(direction, Hd)), 0)
+        P = P + alpha * direction
+        XP = XP + alpha * u
+        r = r - alpha * Hd
+        rr_new = _dot(r, r)
         active = active & (xp.sqrt(rr_new) > threshold)
         beta = xp.where(active, rr_new / _nonzero(rr), 0)
         rr = rr_new
-        dW, db = rW + beta * dW, rb + beta * db
-    return pW, pb, Xp, n_products
+        direction = r + beta * direction
+    return P, XP, n_products
 
 
-def _exact_line_search(problem, W, b, z, pW, pb, Xp, v):
+def _exact_line_search(problem, V, z, P, XP, v):
     """Minimise ``f(w + t p)`` over t > 0 for every problem; returns t and the decrease.
 
     ``f`` along p is convex and piecewise quadratic, its derivative piecewise linear and
     increasing, so Newton's step is exact once on the right piece.  The root is bracketed
     (``phi'(0) < 0`` for a descent direction) and Newton steps leaving the bracket are
-    replaced by bisection (or doubling while no upper end is known).
+    replaced by bisection (or doubling while no upper end is known).  A problem's t is
+    frozen once it has settled, so extra rounds (see ``_sync_interval``) change nothing.
     """
     xp, C, y, m = problem.xp, problem.C, problem.y, problem.m
-    wp = _pair_dot(W, b, pW, pb)
-    pp = _pair_dot(pW, pb, pW, pb)
+    wp = _dot(V, P)
+    pp = _dot(P, P)
     shape = wp.shape
-    t = xp.ones(shape, dtype=W.dtype)
-    lo = xp.zeros(shape, dtype=W.dtype)
-    hi = xp.full(shape, xp.inf, dtype=W.dtype)
-    eps = float(np.finfo(W.dtype).eps)
-    for _ in range(_MAX_LINE_SEARCH_ITER):
-        viol = m * xp.maximum(1 - y * (z + t * Xp), 0)
-        slope = wp + t * pp - 2 * C * (y * Xp * viol).sum(axis=1, keepdims=True)
-        curvature = pp + 2 * C * ((viol > 0) * Xp * Xp).sum(axis=1, keepdims=True)
+    t = xp.ones(shape, dtype=V.dtype)
+    lo = xp.zeros(shape, dtype=V.dtype)
+    hi = xp.full(shape, xp.inf, dtype=V.dtype)
+    settled = xp.zeros(shape, dtype=bool)
+    eps = float(np.finfo(V.dtype).eps)
+    interval = _sync_interval(xp)
+    for step_number in range(_MAX_LINE_SEARCH_ITER):
+        if step_number % interval == 0 and step_number and bool(settled.all()):
+            break
+        viol = m * xp.maximum(1 - y * (z + t * XP), 0)
+        slope = wp + t * pp - 2 * C * (y * XP * viol).sum(axis=1, keepdims=True)
+        curvature = pp + 2 * C * ((viol > 0) * XP * XP).sum(axis=1, keepdims=True)
         lo = xp.where(slope <= 0, t, lo)
         hi = xp.where(slope >= 0, t, hi)
         step = t - slope / _nonzero(curvature)
-        inside = (step > lo) & (step < hi)
+        # step == t: t is the root to rounding; doubling from it would undo the search.
+        inside = ((step > lo) & (step < hi)) | (step == t)
         fallback = xp.where(xp.isinf(hi), 2 * t, 0.5 * (lo + hi))
         t_next = xp.where(inside, step, fallback)
         done = xp.abs(t_next - t) <= 4 * eps * t
-        t = t_next
-        if bool(done.all()):
-            break
-    viol = m * xp.maximum(1 - y * (z + t * Xp), 0)
+        t = xp.where(settled, t, t_next)
+        settled = settled | done
+    viol = m * xp.maximum(1 - y * (z + t * XP), 0)
     loss_change = C * ((viol * viol).sum(axis=1, keepdims=True) - (v * v).sum(
         axis=1, keepdims=True))
     decrease = -(t * wp + 0.5 * t * t * pp + loss_change)
     return t, decrease
 
 
-def _pair_dot(aW, ab, cW, cb):
-    """Inner product of pairs (W, b) per problem, shape (B, 1, L)."""
-    return (aW * cW).sum(axis=1, keepdims=True) + ab * cb
+def _dot(a, c):
+    """Inner product of variables per problem, shape (B, 1, L)."""
+    return (a * c).sum(axis=1, keepdims=True)
 
 
 def _nonzero(a):
@@ -319,7 +435,7 @@ def _check_batch(X, xp):
     if X.shape[0] == 0:
         raise ValueError("X holds no versions (shape[0] == 0)")
     check_features(X.reshape(X.shape[0] * X.shape[1], X.shape[2]), name="X")
-    return X
+    return _at_least_float32(X)
 
 
 def _check_targets(Y, n_samples, xp):
@@ -328,10 +444,19 @@ def _check_targets(Y, n_samples, xp):
     if Y.ndim != 2 or Y.shape[0] != n_samples or Y.shape[1] == 0:
         raise ValueError(f"Y must have shape (n_samples={n_samples}, n_labels >= 1), "
                          f"got {Y.shape}")
-    Y = xp.asarray(to_numpy(Y) if xp is np else Y)
-    if not bool(((Y == 1) | (Y == -1) | (Y == 0)).all()):
-        raise ValueError("Y must contain only 1 (positive), -1 (negative) and 0 (ignored)")
+    Y = label_matrix(xp.asarray(to_numpy(Y) if xp is np else Y), "Y")
+    ignored = to_numpy((Y == 0).all(axis=0))
+    if ignored.any():
+        warnings.warn(f"label column(s) {np.flatnonzero(ignored).tolist()} of Y are all 0 "
+                      "(ignored): nothing to learn, their model is 0 and their scores are "
+                      "meaningless", IgnoredLabelWarning, stacklevel=3)
     return Y
+
+
+def _at_least_float32(X):
+    """``X`` itself, or as float32 when its dtype is narrower (float16): float16's range
+    (65504) overflows in the products and its 11-bit mantissa in the sums."""
+    return X.astype(np.float32) if X.dtype.itemsize < 4 else X
 
 
 def _check_positive(value, name, allow_zero=False):
@@ -351,12 +476,11 @@ def _check_max_iter(max_iter):
 
 
 def _initial_point(warm_start, X, n_labels, s, xp):
-    """Zero, or the warm start reshaped to the solver layout (B, d, L) and (B, 1, L)."""
+    """Zero, or the warm start in the solver layout (B, d + 1, L), bias weight last."""
     n_versions, _, d = X.shape
-    W = xp.zeros((n_versions, d, n_labels), dtype=X.dtype)
-    b = xp.zeros((n_versions, 1, n_labels), dtype=X.dtype)
+    V = xp.zeros((n_versions, d + 1, n_labels), dtype=X.dtype)
     if warm_start is None:
-        return W, b
+        return V
     try:
         W0, b0 = warm_start
     except (TypeError, ValueError):
@@ -374,12 +498,12 @@ def _initial_point(warm_start, X, n_labels, s, xp):
     if b0.ndim != 2 or b0.shape[0] not in (1, n_versions) or b0.shape[1] != n_labels:
         raise ValueError(f"warm_start b0 must have shape ({n_labels},) or "
                          f"({n_versions}, {n_labels}), got {b0.shape}")
-    if not bool(xp.isfinite(W0).all() and xp.isfinite(b0).all()):
+    if count_nonfinite(W0.reshape(-1, 1)) or count_nonfinite(b0.reshape(-1, 1)):
         raise ValueError("warm_start contains NaN or infinite values")
-    W[:, :W0.shape[2], :] = xp.swapaxes(W0, 1, 2)
+    V[:, :W0.shape[2], :] = xp.swapaxes(W0, 1, 2)
     if s > 0:  # with s == 0 the bias weight is irrelevant and stays 0
-        b[:, 0, :] = b0 / s
-    return W, b
+        V[:, d, :] = b0 / s
+    return V
 
 
 class LinearSVM(BaseEstimator):
@@ -464,10 +588,12 @@ def one_vs_rest_targets(y, n_samples, xp):
     if y.shape[:1] != (n_samples,):
         raise ValueError(f"y has {y.shape[0] if y.ndim else 0} rows but X has {n_samples}")
     if y.ndim == 2:
-        return xp.asarray(y), np.arange(y.shape[1]), True
+        return label_matrix(xp.asarray(y), "y"), np.arange(y.shape[1]), True
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D classes or a 2-D label matrix, got shape {y.shape}")
     y_host = to_numpy(y)
+    if y_host.dtype.kind in "fc" and not np.isfinite(y_host).all():
+        raise ValueError("y contains NaN or infinite class labels")
     classes = np.unique(y_host)
     if classes.size < 2:
         raise ValueError(f"y needs samples of at least 2 classes, got {classes.size}")

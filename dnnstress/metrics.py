@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnstress._array import is_cupy_array, to_numpy
+from dnnstress._array import array_namespace, count_nonfinite, is_cupy_array, to_numpy
 
 __all__ = ["accuracy", "mean_class_accuracy", "average_precision",
-           "mean_average_precision", "score_predictions", "METRIC_NAMES"]
+           "mean_average_precision", "score_predictions", "label_matrix", "METRIC_NAMES"]
 
 # MATLAB builds 0:0.1:1 symmetrically: a + k*d for the first half, b - (n-k)*d for the
 # second, so its thresholds are not exactly k/10 (0.3 is 0.30000000000000004).  Using
@@ -66,10 +66,9 @@ def average_precision(scores, labels, method: str = "voc07") -> float:
     when no sample is positive.
     """
     scores = _as_host(scores, "scores", ndim=1)
-    labels = _as_host(labels, "labels", ndim=1)
+    labels = _as_host(_host_labels(labels), "labels", ndim=1)
     _check_same_shape(scores, labels)
     _check_method(method)
-    _check_labels(labels)
     if not (labels == 1).any():
         raise ValueError("no positive sample: average precision is undefined")
     return _average_precision(scores, labels, method)
@@ -81,10 +80,9 @@ def mean_average_precision(scores, labels, method: str = "voc07") -> float:
     Raises ``ValueError`` naming any label column without a positive sample.
     """
     scores = _as_host(scores, "scores", ndim=2)
-    labels = _as_host(labels, "labels", ndim=2)
+    labels = _as_host(_host_labels(labels), "labels", ndim=2)
     _check_same_shape(scores, labels)
     _check_method(method)
-    _check_labels(labels)
     missing = np.flatnonzero(~(labels == 1).any(axis=0))
     if missing.size:
         raise ValueError(f"label column(s) {missing.tolist()} have no positive sample: "
@@ -117,6 +115,23 @@ def score_predictions(decision, y_true, classes=None, method: str = "voc07"):
         raise ValueError(f"classes has shape {classes.shape} but decision has "
                          f"{decision.shape[1]} columns")
     return accuracy(y_true, classes[np.argmax(decision, axis=1)]), "accuracy"
+
+
+def label_matrix(labels, name="labels"):
+    """``labels`` (numpy or CuPy) checked to hold only 1, -1 and 0, as an array.
+
+    A boolean array is read as presence: True is 1 (positive), False is -1 (negative),
+    never 0 ("ignored"), which ``False == 0`` would silently make it.  NaN is refused.
+    """
+    xp = array_namespace(labels)
+    if labels.dtype == bool:
+        return xp.where(labels, 1, -1).astype(xp.int8)
+    if labels.dtype.kind in "fc" and labels.size and count_nonfinite(labels.reshape(-1, 1)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if not bool(((labels == 1) | (labels == -1) | (labels == 0)).all()):
+        raise ValueError(f"{name} must contain only 1 (positive), -1 (negative) and "
+                         "0 (ignored)")
+    return labels
 
 
 def _average_precision(scores, labels, method):
@@ -160,6 +175,8 @@ def _paired_vectors(y_true, y_pred):
                          f"{y_pred.shape}")
     if y_true.size == 0:
         raise ValueError("y_true is empty")
+    if y_true.dtype.kind in "fc" and not np.isfinite(y_true).all():
+        raise ValueError("y_true contains NaN or infinite class labels")
     _check_same_shape(y_true, y_pred)
     return y_true, y_pred
 
@@ -169,10 +186,9 @@ def _check_same_shape(a, b):
         raise ValueError(f"shape mismatch: {a.shape} and {b.shape}")
 
 
-def _check_labels(labels):
-    if not np.isin(labels, (1, -1, 0)).all():
-        raise ValueError("labels must contain only 1 (positive), -1 (negative) and "
-                         "0 (ignored)")
+def _host_labels(labels):
+    """Labels on the host, checked and with booleans read as 1 / -1 (label_matrix)."""
+    return label_matrix(to_numpy(labels) if is_cupy_array(labels) else np.asarray(labels))
 
 
 def _check_method(method):

@@ -5,7 +5,9 @@ import pytest
 from sklearn.svm import LinearSVC
 
 from dnnstress._array import to_numpy
-from dnnstress.classify import LinearSVM, fit_linear_svms, l2_normalize
+import dnnstress.classify as classify
+from dnnstress.classify import (IgnoredLabelWarning, LinearSVM, fit_linear_svms,
+                                 l2_normalize, one_vs_rest_targets)
 
 
 def objective(w, b, X, y, C=1.0, s=1.0):
@@ -154,7 +156,8 @@ def test_degenerate_problems_are_solved_not_nan():
     n = 50
     Y = np.stack([np.repeat([1, -1], 25), np.zeros(n), -np.ones(n)], axis=1).astype(np.int8)
     X = np.zeros((1, n, 5))  # all-zero features (the paper's h = 1 case): only the bias
-    W, b, info = fit_linear_svms(X, Y)
+    with pytest.warns(IgnoredLabelWarning, match=r"column\(s\) \[1\]"):
+        W, b, info = fit_linear_svms(X, Y)
     assert info["converged"].all()
     np.testing.assert_array_equal(W, 0.0)
     # Balanced labels: bias 0; all ignored: nothing to fit; all negative: b minimises
@@ -220,3 +223,140 @@ def test_cupy_matches_numpy(cupy):
     np.testing.assert_allclose(to_numpy(b_gpu), b, atol=1e-6)
     svm = LinearSVM().fit(cupy.asarray(X), cupy.asarray(Y))
     assert type(svm.predict(cupy.asarray(X))).__module__.startswith("cupy")
+
+
+class DeviceArray(np.ndarray):
+    """A numpy array posing as a GPU array: every read of a value by the host (``bool``,
+    ``float``, ``int``, ``item``), which on CuPy waits for the device, is counted."""
+
+    host_reads = 0
+
+    def _read(self, convert):
+        DeviceArray.host_reads += 1
+        return convert(self.view(np.ndarray))
+
+    def __bool__(self):
+        return self._read(bool)
+
+    def __float__(self):
+        return self._read(float)
+
+    def __int__(self):
+        return self._read(int)
+
+    def item(self, *args):
+        return self._read(lambda a: a.item(*args))
+
+
+class SpyNamespace:
+    """numpy as the solver sees CuPy (``xp is not numpy``): results are DeviceArrays and
+    the operands of every ``matmul`` are recorded."""
+
+    def __init__(self):
+        self.matmul_operands = []
+
+    def __getattr__(self, name):
+        attr = getattr(np, name)
+        if not callable(attr) or isinstance(attr, type):
+            return attr
+
+        def device_result(*args, **kwargs):
+            out = attr(*args, **kwargs)
+            return out.view(DeviceArray) if isinstance(out, np.ndarray) else out
+        return device_result
+
+    def matmul(self, a, b, out=None):
+        self.matmul_operands.append((a, b, out))
+        return np.matmul(a, b, out=out).view(DeviceArray)
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    namespace = SpyNamespace()
+    monkeypatch.setattr(classify, "array_namespace", lambda *arrays: namespace)
+    DeviceArray.host_reads = 0
+    return namespace
+
+
+def test_products_are_2d_gemms_on_contiguous_operands(spy):
+    """CuPy copies a non-contiguous matmul operand (a batched matmul on the transposed
+    view X.T did, every product): every operand must be a C- or F-contiguous matrix."""
+    X, Y = relu_features(np.random.default_rng(10), 200, 30, 2, signal=0.8)
+    batch = np.stack([X, l2_normalize(np.round(X * 4) / 4)])
+    W, b, info = fit_linear_svms(batch.view(DeviceArray), Y.view(DeviceArray))
+    assert len(spy.matmul_operands) >= 4 * info["n_hessian_products"]
+    for a, c, out in spy.matmul_operands:
+        for operand in (a, c):
+            assert operand.ndim == 2
+            assert operand.flags.c_contiguous or operand.flags.f_contiguous
+        assert out is not None and out.flags.c_contiguous  # cuBLAS writes it in place
+    # The device branch (sparser host checks, extra masked steps) finds the same result.
+    W_np, b_np, info_np = fit_linear_svms(batch, Y)
+    np.testing.assert_array_equal(W, W_np)
+    np.testing.assert_array_equal(b, b_np)
+    np.testing.assert_array_equal(info["n_iter"], info_np["n_iter"])
+
+
+def test_host_reads_per_fit_are_few(spy):
+    """On a GPU every bool() of a device flag is a sync: one per Newton step, one per
+    line search and one per four CG steps, not one per CG and line-search step."""
+    X, Y = relu_features(np.random.default_rng(4), 300, 40, 3, signal=0.8)
+    _, _, info = fit_linear_svms(X[None].view(DeviceArray), Y.view(DeviceArray), tol=1e-6)
+    newton_steps = int(info["n_iter"].max())
+    assert info["n_hessian_products"] > 40  # enough CG steps for the count to matter
+    bound = info["n_hessian_products"] / 4 + 3 * (newton_steps + 1) + 5
+    assert DeviceArray.host_reads <= bound, (DeviceArray.host_reads, bound)
+
+
+def test_float16_trains_in_float32_and_matches_its_float32_copy():
+    X, Y = relu_features(np.random.default_rng(11), 300, 40, 2, signal=0.8)
+    X16 = (X * 3000).astype(np.float16)  # large values: squares overflow float16
+    W16, b16, info16 = fit_linear_svms(X16[None], Y)
+    W32, b32, info32 = fit_linear_svms(X16.astype(np.float32)[None], Y)
+    assert W16.dtype == np.float32 and info16["converged"].all()
+    np.testing.assert_array_equal(W16, W32)
+    np.testing.assert_array_equal(info16["objective"], info32["objective"])
+    normalized = l2_normalize(X16)
+    assert normalized.dtype == np.float32
+    np.testing.assert_allclose(normalized, l2_normalize(X16.astype(np.float32)), rtol=1e-6)
+
+
+def test_an_overflowed_solve_is_refused():
+    X = np.full((1, 4, 2), 3e38, dtype=np.float32)  # products overflow float32
+    with pytest.raises(RuntimeError, match="overflowed"):
+        fit_linear_svms(X, np.array([[1], [1], [1], [-1]]))
+
+
+def test_bool_label_matrix_means_present_or_absent():
+    X, Y = relu_features(np.random.default_rng(12), 100, 10, 2, signal=1.0)
+    present = Y > 0
+    W, b, _ = fit_linear_svms(X[None], present)
+    W_ref, b_ref, _ = fit_linear_svms(X[None], Y)  # False is -1, not 0 ("ignored")
+    np.testing.assert_array_equal(W, W_ref)
+    targets, _, multilabel = one_vs_rest_targets(present, 100, np)
+    assert multilabel and targets.dtype == np.int8 and set(np.unique(targets)) == {-1, 1}
+
+
+@pytest.mark.parametrize("y", [np.array([0.0, 1.0, np.nan, 1.0]),
+                               np.array([[1.0], [-1.0], [np.nan], [1.0]])])
+def test_nan_labels_are_refused(y):
+    with pytest.raises(ValueError, match="NaN"):
+        LinearSVM().fit(np.eye(4), y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_l2_normalize_matches_the_array_api_twin(dtype):
+    rng = np.random.default_rng(13)
+    X = (np.maximum(rng.standard_normal((50, 300)), 0) * 10.0 ** rng.integers(
+        -30, 30, (50, 1))).astype(dtype)
+    X[3] = 0
+    out = l2_normalize(X)
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out, classify._l2_normalize_array_api(X), rtol=4 * np.finfo(
+        dtype).eps, atol=np.finfo(dtype).tiny)
+    np.testing.assert_allclose(np.linalg.norm(out[np.arange(50) != 3], axis=1), 1.0,
+                               rtol=1e-5)
+    np.testing.assert_array_equal(out[3], 0.0)
+    X[7, 5] = np.inf
+    with pytest.raises(ValueError, match="1 NaN or infinite"):
+        l2_normalize(X)
