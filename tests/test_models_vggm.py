@@ -293,6 +293,62 @@ def test_bad_lrn_parameters(tiny, tmp_path, change, message):
         load_simplenn(tmp_path / "lrn.mat")
 
 
+@pytest.mark.parametrize("content", [b"", b"MATLAB 5.0 MAT-file" + bytes(10), bytes(300)],
+                         ids=["empty", "truncated-header", "zeros"])
+def test_unreadable_mat_file_is_a_one_line_error(tmp_path, content):
+    path = tmp_path / "bad.mat"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"bad\.mat is not a readable MATLAB file") as info:
+        load_simplenn(path)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_mat_file_says_where_to_download_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no MatConvNet file at .*nothere\.mat: "
+                       r"download imagenet-vgg-m\.mat from https://www\.vlfeat\.org/"
+                       r"matconvnet/models/imagenet-vgg-m\.mat"):
+        load_simplenn(tmp_path / "nothere.mat")
+    with pytest.raises(ValueError, match="is not a file"):
+        load_simplenn(tmp_path)  # scipy would look for a sibling "<dir>.mat"
+
+
+@pytest.mark.parametrize("index, change, message", [
+    (0, {"pad": np.array([[1e6]])}, r"pad: expected integers from 0 to 4096"),
+    (0, {"pad": np.array([[40, 40, 0, 0]])}, r"padding \[40, 40, 0, 0\] is larger than the 5x5"),
+    (0, {"stride": np.array([[1e9, 1]])}, r"stride: expected integers from 1 to 4096"),
+    (2, {"param": np.array([[10001, 2, 0.05, 0.75]])}, "wider than the 6 channels"),
+    (2, {"param": np.array([[5, 0, 0.05, 0.75]])}, "kappa > 0"),
+    (2, {"param": np.array([[5, 2, 0.05, -1]])}, "beta >= 0"),
+    (3, {"pool": np.array([[3, 1e7]])}, r"pool: expected integers from 1 to 4096"),
+], ids=["huge-pad", "pad-beyond-window", "huge-stride", "lrn-window", "lrn-kappa",
+        "lrn-beta", "huge-pool"])
+def test_absurd_layer_parameters_are_refused_at_conversion(tiny, tmp_path, index, change,
+                                                           message):
+    _, layers, average = tiny
+    bad = [dict(layer) for layer in layers]
+    bad[index] = {**bad[index], **change}
+    path = _save_net(tmp_path / "absurd.mat", bad, average)
+    with pytest.raises(ValueError, match=message):
+        layer_shapes(load_simplenn(path))
+
+
+@pytest.mark.parametrize("image_size, message", [
+    ([[1e6, 1e6, 3]], r"imageSize \[1000000\.0, 1000000\.0, 3\.0\]: expected integers "
+                      "from 1 to 4096"),
+    ([[4096, 4096, 3]], r"layer 1 \('conv1'\) would output 6 x 2048 x 2047 values"),
+])
+def test_absurd_image_size_is_refused_at_conversion(tiny, tmp_path, image_size, message):
+    # A huge input made one crafted file's extraction checkpoint 12.8 TB (sparse).
+    _, layers, _ = tiny
+    normalization = {"averageImage": np.zeros((1, 1, 3), np.float32),
+                     "imageSize": np.array(image_size, dtype=float)}
+    path = tmp_path / "big.mat"
+    scipy.io.savemat(path, {"layers": _cell(*[dict(layer) for layer in layers]),
+                            "meta": {"normalization": normalization}})
+    with pytest.raises(ValueError, match=message):
+        vggm_spec(path)
+
+
 def test_filter_larger_than_the_map_is_refused(tiny, tmp_path):
     _, layers, average = tiny
     small = np.zeros((16, 16, 3), np.float32)

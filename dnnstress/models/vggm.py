@@ -45,6 +45,15 @@ BATCH_DIM = "N"
 
 _LAYER_TYPES = ("conv", "relu", "lrn", "normalize", "pool", "softmax", "dropout")
 
+# Sanity bounds, checked at conversion: a crafted file could otherwise declare an input,
+# stride or padding so large that extraction allocates terabytes later.  Real networks
+# stay far below them (VGG-M: 224 x 224 input, at most 96 x 109 x 109 values a layer).
+MAX_IMAGE_SIDE = 4096
+MAX_LAYERS = 1000
+MAX_LAYER_VALUES = 1 << 24  # 64 MiB of float32 per image and layer (VGG-16: 3.2 M)
+MATCONVNET_MODELS_PAGE = "https://www.vlfeat.org/matconvnet/pretrained/"
+VGGM_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-m.mat"
+
 
 @dataclass(frozen=True)
 class SimpleNNLayer:
@@ -103,6 +112,12 @@ def load_simplenn(mat_path) -> SimpleNN:
     import scipy.io
 
     mat_path = os.fspath(mat_path)
+    if not os.path.exists(mat_path):
+        raise FileNotFoundError(
+            f"no MatConvNet file at {mat_path}: download imagenet-vgg-m.mat from "
+            f"{VGGM_URL} (MatConvNet's pretrained models, {MATCONVNET_MODELS_PAGE})")
+    if not os.path.isfile(mat_path):
+        raise ValueError(f"{mat_path} is not a file; pass the imagenet-vgg-m.mat file")
     try:
         # squeeze_me=False keeps MATLAB's dimensions: squeezing would turn 7x7x1x96
         # filters of a grey-level network into an ambiguous 7x7x96 array.
@@ -110,6 +125,9 @@ def load_simplenn(mat_path) -> SimpleNN:
     except NotImplementedError as exc:  # scipy's message for HDF5-based v7.3 files
         raise ValueError(f"{mat_path}: MATLAB v7.3 files are not supported; re-save it "
                          "in MATLAB with save(..., '-v7')") from exc
+    except Exception as exc:  # empty, truncated or not a .mat: scipy's errors vary
+        raise ValueError(f"{mat_path} is not a readable MATLAB file ({exc}); download "
+                         f"imagenet-vgg-m.mat again from {VGGM_URL}") from exc
     if "layers" not in contents:
         found = sorted(k for k in contents if not k.startswith("__"))
         raise ValueError(f"{mat_path}: not a MatConvNet simplenn network (no 'layers' "
@@ -118,6 +136,9 @@ def load_simplenn(mat_path) -> SimpleNN:
     if "vars" in contents or "params" in contents:
         raise ValueError(f"{mat_path}: a MatConvNet DagNN network; only simplenn files "
                          "(such as imagenet-vgg-m.mat) are supported")
+    if not isinstance(raw_layers, np.ndarray) or raw_layers.size > MAX_LAYERS:
+        raise ValueError(f"{mat_path}: 'layers' must be a cell array of at most "
+                         f"{MAX_LAYERS} layers")
     layers = tuple(_parse_layer(index, _unwrap(raw))
                    for index, raw in enumerate(np.ravel(raw_layers, order="F"), start=1))
     if not layers:
@@ -185,11 +206,15 @@ def _numbers(value, what: str, sizes: tuple, default=None) -> np.ndarray | None:
     return array
 
 
-def _integers(value, what: str, size: int, default, minimum: int) -> tuple:
-    """A MATLAB scalar-or-vector integer field broadcast to ``size`` ints >= minimum."""
+def _integers(value, what: str, size: int, default, minimum: int,
+              maximum: int = MAX_IMAGE_SIDE) -> tuple:
+    """A MATLAB scalar-or-vector integer field broadcast to ``size`` ints in
+    ``[minimum, maximum]``."""
     array = _numbers(value, what, (1, size), default=default)
-    if np.any(array != np.round(array)) or np.any(array < minimum):
-        raise ValueError(f"{what}: expected integers >= {minimum}, got {array.tolist()}")
+    if (np.any(array != np.round(array)) or np.any(array < minimum)
+            or np.any(array > maximum)):
+        raise ValueError(f"{what}: expected integers from {minimum} to {maximum}, got "
+                         f"{array.tolist()}")
     return tuple(int(v) for v in np.broadcast_to(array, (size,)))
 
 
@@ -265,6 +290,10 @@ def _lrn_params(struct, where: str) -> dict:
     if depth % 2 == 0:
         raise ValueError(f"{where}: LRN window N = {int(depth)} is even; ONNX Runtime "
                          "only runs odd windows")
+    _, kappa, alpha, beta = param
+    if kappa <= 0 or alpha < 0 or beta < 0:
+        raise ValueError(f"{where}: LRN needs kappa > 0, alpha >= 0 and beta >= 0 (else "
+                         f"it divides by zero or grows without bound), got {param.tolist()}")
     return {"param": tuple(float(v) for v in param)}
 
 
@@ -288,8 +317,9 @@ def _image_size(value) -> tuple | None:
     if value is None or np.size(value) == 0:
         return None
     size = _numbers(value, "imageSize [height width channels]", (2, 3, 4))
-    if np.any(size != np.round(size)) or np.any(size < 1):
-        raise ValueError(f"imageSize {size.tolist()}: expected positive integers")
+    if np.any(size != np.round(size)) or np.any(size < 1) or np.any(size > MAX_IMAGE_SIDE):
+        raise ValueError(f"imageSize {size.tolist()}: expected integers from 1 to "
+                         f"{MAX_IMAGE_SIDE}")
     return (int(size[0]), int(size[1]), int(size[2]) if size.size > 2 else 3)
 
 
@@ -315,6 +345,10 @@ def layer_shapes(net: SimpleNN, *, image_size=None) -> list[tuple]:
     shape, shapes = (channels, height, width), []
     for layer in net.layers:
         shape = _output_shape(layer, shape)
+        if np.prod(shape, dtype=np.int64) > MAX_LAYER_VALUES:
+            raise ValueError(f"layer {layer.index} ({layer.name!r}) would output "
+                             f"{' x '.join(map(str, shape))} values per image, more than "
+                             f"{MAX_LAYER_VALUES}: the input size or padding is not sane")
         shapes.append(shape)
     return shapes
 
@@ -404,8 +438,9 @@ def _input_size(net: SimpleNN, image_size) -> tuple:
     else:
         raise ValueError("the network does not say its input size (no imageSize, no "
                          "average image); pass image_size=(height, width)")
-    if height < 1 or width < 1:
-        raise ValueError(f"image_size must be positive, got {(height, width)}")
+    if not (1 <= height <= MAX_IMAGE_SIDE and 1 <= width <= MAX_IMAGE_SIDE):
+        raise ValueError(f"image_size must be from 1 to {MAX_IMAGE_SIDE}, got "
+                         f"{(height, width)}")
     return height, width, channels
 
 
@@ -426,6 +461,9 @@ def _output_shape(layer: SimpleNNLayer, shape: tuple) -> tuple:
         return (fout, *_spatial_output(where, shape, (fh, fw), layer.params))
     if layer.type == "pool":
         return (channels, *_spatial_output(where, shape, layer.params["pool"], layer.params))
+    if layer.type == "lrn" and layer.params["param"][0] > channels:
+        raise ValueError(f"{where}: LRN window N = {int(layer.params['param'][0])} is "
+                         f"wider than the {channels} channels it normalises")
     return shape
 
 
@@ -433,6 +471,10 @@ def _spatial_output(where: str, shape: tuple, window: tuple, params: dict) -> tu
     _, height, width = shape
     stride, pad = params["stride"], params["pad"]
     extent = [d * (w - 1) + 1 for w, d in zip(window, params.get("dilate", (1, 1)), strict=True)]
+    # Padding beyond the window only adds rows of pure padding: no real network has it.
+    if max(pad[:2]) > extent[0] or max(pad[2:]) > extent[1]:
+        raise ValueError(f"{where}: padding {list(pad)} is larger than the "
+                         f"{extent[0]}x{extent[1]} window")
     # MatConvNet (vl_nnconv, vl_nnpool) and ONNX (floor mode) share this formula.
     out_h = (height + pad[0] + pad[1] - extent[0]) // stride[0] + 1
     out_w = (width + pad[2] + pad[3] - extent[1]) // stride[1] + 1
