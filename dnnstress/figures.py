@@ -17,11 +17,14 @@ from matplotlib.figure import Figure
 
 from dnnstress.stress.accounting import bits_for_levels
 from dnnstress.table3 import EXPERIMENT_NAMES, baseline_score, best_compression, \
-    nominal_kept_fraction
+    metric_name, nominal_kept_fraction, qb_bits_kept
 
-# The paper's Fig. 5 marks (circle, square, cross) are the best compression within 3 %,
-# 1 % and 0.5 % loss: 99.1 %, 98.4 % and 96.9 % at 97.8 %, 99.1 % and 99.6 % of the score.
-FC_MARKS = ((0.03, "o"), (0.01, "s"), (0.005, "X"))
+# Fig. 5 marks the best compression within 1, 2 and 3 % loss, in the order of Table 3's
+# columns.  (The paper's own marks are 3, 1 and 0.5 %: tests/test_table3.py checks them.)
+FC_MARKS = ((0.01, "o"), (0.02, "s"), (0.03, "X"))
+# Fig. 4 leaves out h = 1 by default: everything maps to one value, the score is chance,
+# and its point squashes the curves of every useful h into the top of the axis.
+FIG4_MIN_LEVELS = 2
 
 _COLORS = {"dr1": "tab:blue", "dr2": "tab:orange", "q1": "tab:blue", "q2": "tab:orange",
            "qb": "tab:green"}
@@ -34,33 +37,41 @@ def save_figure(figure: Figure, path, dpi: int = 130) -> Path:
     return path
 
 
-def fig2_dimensionality(rows, paper=None) -> Figure:
-    """Fig. 2: relative score vs share of dimensions kept, DR-1 (mean +- std) and DR-2."""
+def fig2_dimensionality(rows, paper=None, *, setup=None) -> Figure:
+    """Fig. 2: relative score vs share of dimensions kept, DR-1 (mean +- std) and DR-2.
+
+    ``setup`` (network, layer and data set, one line) goes under the title.
+    """
     return _curves(rows, paper, ("dr1", "dr2"), _kept_percent,
                    xlabel="dimensions kept (% of the original)",
-                   title="Dimensionality reduction (DR)")
+                   title=_title("Dimensionality reduction (DR)", setup))
 
 
-def fig4_quantization(rows, paper=None) -> Figure:
-    """Fig. 4: relative score vs number of values h, Q-1 and Q-2, baseline dashed."""
+def fig4_quantization(rows, paper=None, *, setup=None,
+                      min_levels=FIG4_MIN_LEVELS) -> Figure:
+    """Fig. 4: relative score vs number of values h >= ``min_levels``, Q-1 and Q-2."""
     return _curves(rows, paper, ("q1", "q2"), lambda p: p["n_levels"],
-                   xlabel="number of values h", title="Quantization (Q)")
+                   xlabel="number of values h", title=_title("Quantization (Q)", setup),
+                   x_min=min_levels)
 
 
-def fig_qb(rows, paper=None) -> Figure:
-    """Supplementary Q-B: relative score vs mantissa bits erased from float64 values."""
-    return _curves(rows, paper, ("qb",), lambda p: p["erased_bits"],
-                   xlabel="lowest bits erased (of 64, float64)", title="Bit erasure (Q-B)")
+def fig_qb(rows, paper=None, *, setup=None) -> Figure:
+    """Supplementary Q-B: relative score vs bits kept per value after the erasure."""
+    total = qb_bits_kept(0)
+    return _curves(rows, paper, ("qb",), lambda p: qb_bits_kept(p["erased_bits"]),
+                   xlabel=f"bits kept per value (of {total}; lowest mantissa bits erased)",
+                   title=_title("Bit erasure (Q-B)", setup))
 
 
-def fig5_feature_compression(rows, paper=None, marks=FC_MARKS) -> Figure:
+def fig5_feature_compression(rows, paper=None, marks=FC_MARKS, *, setup=None) -> Figure:
     """Fig. 5: FC heat map of the relative score over kept dimensions x values h.
 
-    ``marks`` pairs a loss with a marker: the best compression within that loss is marked
-    and labelled with its compression rate.  With ``paper`` rows, the authors' map is drawn
-    beside ours on the same colour scale.
+    Each cell sits at its true kept share and h, so a grid with uneven steps (FC steps
+    1, 2, 5, 9) is not drawn as if even.  ``marks`` pairs a loss with a marker: the best
+    compression within that loss is marked and labelled with its compression rate.  With
+    ``paper`` rows, the authors' map is drawn beside ours on the same colour scale.
     """
-    panels = [(rows, "this run")]
+    panels = [(rows, _title("this run", setup))]
     if paper is not None:
         panels.append((paper, _paper_label(paper)))
     grids = [_fc_grid(panel_rows) for panel_rows, _ in panels]
@@ -68,26 +79,31 @@ def fig5_feature_compression(rows, paper=None, marks=FC_MARKS) -> Figure:
     high = max(100.0, max(np.nanmax(grid[2]) for grid in grids))
     low = min(np.nanmin(grid[2]) for grid in grids)
     norm = Normalize(vmin=min(max(low, 90.0), high - 1.0), vmax=high)
-    figure = Figure(figsize=(6.5 * len(panels) + 1.0, 5.6), layout="constrained")
+    figure = Figure(figsize=(6.5 * len(panels) + 1.0, 5.8), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for ax, (panel_rows, label), (dims, levels, grid) in zip(axes, panels, grids):
-        image = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", norm=norm)
         n = int(panel_rows[0]["n_features"])
-        ax.set_xticks(range(len(levels)), [str(h) for h in levels], fontsize=7)
-        ax.set_yticks(range(len(dims)), [f"{k} ({100 * k / n:.0f} %)" for k in dims])
+        shares = [100 * k / n for k in dims]
+        mesh = ax.pcolormesh(_cell_edges(levels), _cell_edges(shares), grid,
+                             cmap="viridis", norm=norm)
+        ax.set_xticks(levels, [str(h) for h in levels], fontsize=7)
+        ax.set_yticks(shares, [f"{k} ({share:.0f} %)" for k, share in zip(dims, shares)])
         ax.set_xlabel("number of values h (Q-2)")
         ax.set_ylabel("dimensions kept (DR-2)")
         ax.set_title(f"Feature compression (FC), {label}\n"
                      f"baseline {_baseline_text(panel_rows)}")
-        _mark_best(ax, panel_rows, dims, levels, marks)
+        _mark_best(ax, panel_rows, marks)
         # Below the map: the marks sit in the bottom rows, where a legend would hide them.
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
-    figure.colorbar(image, ax=list(axes), label="score relative to baseline (%)",
+    figure.colorbar(mesh, ax=list(axes), label="score relative to baseline (%)",
                     extend="min")
     return figure
 
 
-def _curves(rows, paper, experiments, x_of, *, xlabel, title):
+def _curves(rows, paper, experiments, x_of, *, xlabel, title, x_min=None):
+    if x_min is not None:
+        rows = _from_x(rows, experiments, x_of, x_min)
+        paper = None if paper is None else _from_x(paper, experiments, x_of, x_min)
     present = [e for e in experiments if any(r["experiment"] == e for r in rows)]
     if not present:
         raise ValueError(f"no rows for {', '.join(experiments)}: nothing to plot")
@@ -109,6 +125,11 @@ def _curves(rows, paper, experiments, x_of, *, xlabel, title):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return figure
+
+
+def _from_x(rows, experiments, x_of, x_min):
+    """``rows`` without the points of ``experiments`` whose x is below ``x_min``."""
+    return [r for r in rows if r["experiment"] not in experiments or x_of(r) >= x_min]
 
 
 def _plot_series(ax, rows, experiment, x_of, *, linestyle, marker, label):
@@ -167,15 +188,30 @@ def _fc_grid(rows):
     return dims, levels, grid
 
 
-def _mark_best(ax, rows, dims, levels, marks):
+def _cell_edges(centres):
+    """Edges of cells centred on sorted ``centres``: midpoints, the ends mirrored."""
+    centres = np.asarray(centres, dtype=float)
+    if len(centres) == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    middles = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - middles[0]], middles,
+                           [2 * centres[-1] - middles[-1]]])
+
+
+def _mark_best(ax, rows, marks):
+    """Mark the best compression within each loss; losses sharing a point share a mark."""
+    n = int(rows[0]["n_features"])
+    chosen = {}
     for loss, marker in marks:
         cell = best_compression(rows, "fc", loss)
-        if cell is None:
-            continue
-        x, y = levels.index(cell.n_levels), dims.index(cell.kept_dims)
+        if cell is not None:
+            chosen.setdefault((cell.kept_dims, cell.n_levels), (cell, marker, []))[2].append(loss)
+    for cell, marker, losses in chosen.values():
+        x, y = cell.n_levels, 100 * cell.kept_dims / n
+        within = " and ".join(f"≤ {100 * loss:g} %" for loss in losses)
         ax.plot(x, y, marker=marker, markersize=11, markeredgecolor="white",
                 markerfacecolor="red", linestyle="none",
-                label=f"≤ {100 * loss:g} % loss: {100 * cell.compression_rate:.1f} % "
+                label=f"{within} loss: {100 * cell.compression_rate:.1f} % "
                       f"compression ({cell.kept_dims} dims x "
                       f"{bits_for_levels(cell.n_levels)} bits, "
                       f"{100 * cell.relative_score:.1f} % of score)")
@@ -184,11 +220,15 @@ def _mark_best(ax, rows, dims, levels, marks):
                     bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8})
 
 
+def _title(name, setup):
+    return name if not setup else f"{name}: {setup}"
+
+
 def _paper_label(rows):
     model, dataset = rows[0].get("model"), rows[0].get("dataset")
     return f"paper ({model}, {dataset})" if model and dataset else "paper"
 
 
 def _baseline_text(rows):
-    metric = next((r.get("metric") for r in rows if r.get("metric")), "score")
-    return f"{100 * baseline_score(rows):.2f} % {metric}"
+    metric = next((r.get("metric") for r in rows if r.get("metric")), None)
+    return f"{100 * baseline_score(rows):.2f} % {metric_name(metric)}"

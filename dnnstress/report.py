@@ -14,12 +14,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dnnstress import authors as authors_results
+from dnnstress.datasets import dataset_info
 from dnnstress.figures import fig2_dimensionality, fig4_quantization, \
     fig5_feature_compression, fig_qb, save_figure
 from dnnstress.stress.accounting import bits_for_levels
 from dnnstress.sweep import read_results
 from dnnstress.sweep.store import row_key
-from dnnstress.table3 import EXPERIMENT_NAMES, LOSSES, baseline_score, table3, table3_cell
+from dnnstress.table3 import EXPERIMENT_NAMES, LOSSES, baseline_score, metric_name, \
+    qb_bits_kept, table3, table3_cell
 
 HEADLINE_LOSS = 0.01  # the paper's headline: 98.4 % compression for 0.88 % of the score
 PAPER_SETUP = ("VGG-M", "VOC 2007")
@@ -53,8 +55,9 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
         ``baseline_score``, ``metric``, ``n_features``, ``headline`` (one line, the best
         compression within 1 % of the score), ``best`` (per experiment, its Table 3 cell
         within 1 %, as dicts: the headline picks among them), ``table3`` (its records),
-        ``files`` (paths written), ``paper`` (the overlay's label or None),
-        ``metadata`` (sweep.json) and ``duplicates`` (rows left out, see Warns).
+        ``files`` (paths written), ``paper`` (the overlay's label or None), ``setup``
+        (:func:`setup_text`, the figures' subtitle), ``metadata`` (sweep.json) and
+        ``duplicates`` (rows left out, see Warns).
 
     Warns
     -----
@@ -73,6 +76,7 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
                       f"first is used)", stacklevel=2)
     baseline = baseline_score(rows)
     metadata = _read_metadata(directory)
+    setup = setup_text(metadata)
     paper = _paper_rows(authors)
     table = table3(rows, losses=losses, baseline=baseline)
     files = [directory / "table3.md", directory / "table3.csv"]
@@ -81,7 +85,7 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
     present = {row["experiment"] for row in rows}
     for name, (make_figure, experiments) in _FIGURES.items():
         if present.intersection(experiments):
-            figure = make_figure(rows, paper=_overlay(paper, experiments))
+            figure = make_figure(rows, paper=_overlay(paper, experiments), setup=setup)
             files.append(save_figure(figure, directory / name))
     best = {experiment: table3_cell(rows, experiment, HEADLINE_LOSS, baseline)
             for experiment in table.experiments}
@@ -96,6 +100,7 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
         "table3_markdown": table.to_markdown(),
         "files": [str(path) for path in files],
         "paper": _paper_label(paper),
+        "setup": setup,
         "metadata": metadata,
         "duplicates": duplicates,
     }
@@ -104,8 +109,8 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
 def format_summary(summary: dict) -> str:
     """The terminal summary of a report: Table 3, the baseline and the headline."""
     lines = [summary["table3_markdown"].rstrip(),
-             f"Baseline: {100 * summary['baseline_score']:.2f} % {summary['metric']} "
-             f"({summary['n_features']}-d features)",
+             f"Baseline: {100 * summary['baseline_score']:.2f} % "
+             f"{metric_name(summary['metric'])}, {summary['n_features']}-d features",
              summary["headline"]]
     if summary["paper"]:
         lines.append(f"Dashed curves: {summary['paper']}")
@@ -143,7 +148,7 @@ def headline(best: dict, max_loss: float = HEADLINE_LOSS) -> str:
 def _configuration(cell) -> str:
     n = cell.n_features
     if cell.experiment == "qb":
-        return f"{64 - cell.erased_bits} of 64 bits per value"
+        return f"{qb_bits_kept(cell.erased_bits)} of {qb_bits_kept(0)} bits per value"
     kept = cell.kept_dims if cell.kept_dims is not None else n
     if cell.n_levels is None:
         return f"{kept} of {n} dims"
@@ -151,6 +156,37 @@ def _configuration(cell) -> str:
     if kept == n:
         return f"h = {cell.n_levels}, {bits} per dim"
     return f"{kept} of {n} dims x {bits}"
+
+
+def setup_text(metadata) -> str | None:
+    """"network, layer L, data set" of the features a sweep ran on, from its sweep.json.
+
+    Read from the last run's ``features_metadata`` (what ``dnnstress extract`` recorded);
+    ``None`` when the sweep does not say (features made by hand).
+
+    >>> setup_text({"runs": [{"features_metadata": {"model": "efficientnet-lite0",
+    ...     "layer": "pooled", "dataset": "fashion-mnist"}}]})
+    'efficientnet-lite0, layer pooled, Fashion-MNIST'
+    """
+    runs = metadata.get("runs") if isinstance(metadata, dict) else None
+    features = runs[-1].get("features_metadata") if runs and isinstance(runs[-1], dict) \
+        else None
+    if not isinstance(features, dict):
+        return None
+    parts = [str(features["model"])] if features.get("model") else []
+    if features.get("layer"):
+        parts.append(f"layer {features['layer']}")
+    if features.get("dataset"):
+        parts.append(_dataset_title(str(features["dataset"])))
+    return ", ".join(parts) or None
+
+
+def _dataset_title(name):
+    """The registry's name for a data set ("Fashion-MNIST" for "fashion-mnist")."""
+    try:
+        return dataset_info(name).description.split(",")[0]
+    except ValueError:
+        return name
 
 
 def _unique_rows(rows):

@@ -35,6 +35,9 @@ EXPERIMENT_NAMES = {
     "dr1": "DR-1 (random)", "dr2": "DR-2 (PCA)", "q1": "Q-1 (global)",
     "q2": "Q-2 (per dim.)", "qb": "Q-B (bits)", "fc": "FC (DR-2 + Q-2)",
 }
+# What people call the metrics whose keys results.csv records (dnnstress.metrics).
+METRIC_NAMES = {"map_voc07_11pt": "mAP (VOC07 11-pt)", "map_area": "mAP (area under PR)",
+                "accuracy": "accuracy"}
 _MINIMISED = ("dr1", "dr2", "q1", "q2", "qb")
 _PARAMETERS = ("kept_dims", "n_levels", "erased_bits")
 
@@ -92,10 +95,11 @@ class Table3:
         """A markdown table: one line per experiment, one column per loss."""
         header = ["experiment"] + [f"≤ {_percent(loss)} loss" for loss in self.losses]
         lines = [
-            f"Baseline score: {100 * self.baseline:.2f} % ({self.metric}). Cells: smallest "
-            "representation whose score, and that of every larger one, stays within the "
-            "loss (DR: share of dimensions kept; Q: values per dimension; Q-B: bits kept "
-            "of 64); FC: highest compression rate within the loss.",
+            f"Baseline score: {100 * self.baseline:.2f} % {metric_name(self.metric)}. "
+            "Cells: smallest representation whose score, and that of every larger one, "
+            "stays within the loss (DR: share of dimensions kept; Q: values per "
+            "dimension; Q-B: bits kept per value); FC: highest compression rate within "
+            "the loss.",
             "",
             "| " + " | ".join(header) + " |",
             "|" + "---|" * len(header),
@@ -214,6 +218,26 @@ def table3_cell(rows, experiment: str, max_loss: float, baseline=None):
     return choose(rows, experiment, max_loss, baseline)
 
 
+def metric_name(metric) -> str:
+    """The human name of a metric key (``"map_voc07_11pt"`` -> ``"mAP (VOC07 11-pt)"``).
+
+    Several keys joined by ", " (:attr:`Table3.metric`) are named one by one; an unknown
+    key is kept as it is, and ``None`` is ``"score"``.
+    """
+    if not metric:
+        return "score"
+    return ", ".join(METRIC_NAMES.get(key, key) for key in metric.split(", "))
+
+
+def qb_bits_kept(erased_bits: int) -> int:
+    """Bits each value keeps after Q-B erases ``erased_bits``, as the accounting counts them.
+
+    :func:`dnnstress.stress.accounting.bits_per_vector` of one value, so that Table 3, the
+    headline and the Q-B figure all follow the storage accounting.
+    """
+    return bits_per_vector(1, erased_bits=erased_bits)
+
+
 def nominal_kept_fraction(kept_dims: int, n_features: int) -> float:
     """The DR schedule's share for ``kept_dims`` (2047 of 4096 -> 0.5), else the ratio.
 
@@ -280,8 +304,8 @@ def _cell(point, max_loss, baseline, by_compression=False):
         value = point["n_levels"]
         label = f"{value} values"
     else:
-        value = 64 - point["erased_bits"]
-        label = f"{value} of 64 bits"
+        value = qb_bits_kept(point["erased_bits"])
+        label = f"{value} of {qb_bits_kept(0)} bits"
     return Cell(experiment=experiment, max_loss=max_loss, value=value, label=label,
                 score=point["score"], relative_score=point["score"] / baseline,
                 compression_rate=point["compression_rate"], n_features=n,

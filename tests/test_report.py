@@ -89,7 +89,8 @@ def test_cli_prints_table_and_headline(tmp_path, capsys):
     assert main(["report", str(directory), "--no-authors", "--losses", "1,3"]) == 0
     out = capsys.readouterr().out
     assert "| experiment | ≤ 1 % loss | ≤ 3 % loss |" in out
-    assert "Baseline: 80.00 % map_voc07_11pt (4096-d features)" in out
+    assert "Baseline: 80.00 % mAP (VOC07 11-pt), 4096-d features" in out
+    assert "map_voc07_11pt" not in out  # people read the metric's name, not its key
     assert "FC: 98.4 % compression (409 of 4096 dims x 5 bits) for 0.88 % of the score lost" \
         in out
     with open(directory / "table3.csv", newline="") as handle:
@@ -179,3 +180,13 @@ def test_garbled_row_names_the_file_and_the_line(tmp_path, capsys):
     assert main(["report", str(directory), "--no-authors"]) == 1
     error = capsys.readouterr().err
     assert f"{path}, line 3" in error and error.count("\n") == 1
+
+
+def test_figures_are_titled_with_the_features_setup(tmp_path):
+    metadata = {"runs": [{"features_metadata": {"model": "efficientnet-lite0",
+                                                "layer": "pooled", "dataset": "fashion-mnist"}}]}
+    directory = _write_results(tmp_path / "sweep", ALL_ROWS, metadata=metadata)
+    summary = write_report(directory, authors=False, losses=(0.01,))
+    assert summary["setup"] == "efficientnet-lite0, layer pooled, Fashion-MNIST"
+    assert write_report(_write_results(tmp_path / "bare", ALL_ROWS), authors=False,
+                        losses=(0.01,))["setup"] is None
