@@ -2,6 +2,8 @@
 
 Each subcommand lives in its own module under :mod:`dnnstress.commands` and exposes
 ``add_parser(subparsers)``; the parser it returns carries ``func=run(args) -> int``.
+The options they share (``--out``, ``--seed``, ``--threads``, ``--quiet``, ``--json``)
+are spelled once, in :mod:`dnnstress.commands._common`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib
 import sys
 
 from dnnstress import __version__
+from dnnstress.commands._common import thread_limits
 
 _COMMANDS = ("demo", "extract", "models", "data", "sweep", "report", "bench", "doctor")
 
@@ -34,12 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with thread_limits(getattr(args, "threads", None)):
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("\ninterrupted: results written so far are kept", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
-        # Expected failures (bad input, missing data) get one clear line, not a traceback.
+    except (ValueError, TypeError, OSError, RuntimeError) as error:
+        # Expected failures (bad input, missing data, a full disk, a file where a folder
+        # should be) get one clear line, not a traceback.
         print(f"dnnstress {args.command}: error: {error}", file=sys.stderr)
         return 1
 

@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 
+from dnnstress.commands._common import human_output, output_folder
 from dnnstress.datasets import (
     DatasetNotFoundError,
     available_datasets,
@@ -24,7 +25,10 @@ def add_parser(subparsers):
                     "unless --root names the place.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    listing = actions.add_parser("list", help="show the known data sets and where each is")
+    listing = actions.add_parser(
+        "list", help="show the known data sets and where each is",
+        description="For each known data set: where it was found (or that it is missing, "
+                    "with how to get it) and what it is.")
     listing.set_defaults(func=run_list)
 
     fetch = actions.add_parser(
@@ -33,17 +37,22 @@ def add_parser(subparsers):
                     "(apt-get download + dpkg -x, no root), or from --url. Other data "
                     "sets need a manual download; this command prints how.")
     fetch.add_argument("name", help="data set name (see `dnnstress data list`)")
-    fetch.add_argument("--dest", metavar="DIR",
-                       help="target directory (default: the dnnstress cache, searched "
-                            "automatically)")
+    fetch.add_argument("--out", "--dest", dest="out", metavar="DIR",
+                       help="folder to put the files in (default: the dnnstress cache, "
+                            "searched automatically); created if missing, files already "
+                            "there are kept")
     fetch.add_argument("--url", metavar="BASE_URL",
                        help="base URL serving the four *.gz files, instead of apt")
     fetch.add_argument("--force", action="store_true",
                        help="fetch again even if a verified copy is present")
-    fetch.add_argument("--quiet", action="store_true", help="print only what is fetched")
+    fetch.add_argument("--quiet", action="store_true",
+                       help="print nothing but errors")
     fetch.set_defaults(func=run_fetch)
 
-    info = actions.add_parser("info", help="open a data set and summarise its splits")
+    info = actions.add_parser(
+        "info", help="open a data set and summarise its splits",
+        description="Open a data set where it is found (or at --root) and print its "
+                    "splits: image counts and labels per class.")
     info.add_argument("name", help="data set name (see `dnnstress data list`)")
     info.add_argument("--root", metavar="DIR", help="where the data set is")
     info.set_defaults(func=run_info)
@@ -76,8 +85,10 @@ def run_fetch(args) -> int:
         print(f"{info.name} cannot be fetched automatically (no redistributable copy). "
               f"To get it: {info.how_to_get}")
         return 1
-    fetch_fashion_mnist(dest=args.dest, url=args.url, progress=not args.quiet,
-                        force=args.force)
+    dest = output_folder(args.out) if args.out else None
+    with human_output(args):
+        fetch_fashion_mnist(dest=dest, url=args.url, progress=not args.quiet,
+                            force=args.force)
     return 0
 
 

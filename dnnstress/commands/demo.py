@@ -9,11 +9,19 @@ from Debian's package when it is not installed yet.
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import time
 from pathlib import Path
 
+from dnnstress.commands._common import (add_out_argument, add_quiet_argument,
+                                        add_seed_argument, add_threads_argument,
+                                        human_output, output_folder, show_progress)
 from dnnstress.commands.sweep import experiments_argument
-from dnnstress.datasets import DatasetNotFoundError, fetch_fashion_mnist, open_dataset
+from dnnstress.datasets import (DatasetNotFoundError, default_dataset_dir,
+                                fetch_fashion_mnist, open_dataset)
+from dnnstress.datasets.fashion_mnist import UPSTREAM_URL
+from dnnstress.datasets.fetch import FILE_NAMES
 from dnnstress.extract import ExtractionOptions, default_policy, extract_features
 from dnnstress.models import get_model
 from dnnstress.report import format_summary, write_report
@@ -37,28 +45,45 @@ def add_parser(subparsers):
                     "stratified subset; --full for all 70,000 images), run the stress sweeps "
                     "(--full for the paper's whole grid), write results, Table 3 and figures "
                     "to --out and print a summary.")
-    parser.add_argument("--out", default="dnnstress-demo", help="output folder "
-                        "(default ./dnnstress-demo); rerunning resumes there")
+    add_out_argument(parser, what="features.npz, results, Table 3 and figures",
+                     default="dnnstress-demo")
     parser.add_argument("--full", action="store_true",
                         help="all 60,000/10,000 images and the paper's full grid")
-    parser.add_argument("--train-size", type=int, default=None)
-    parser.add_argument("--test-size", type=int, default=None)
+    parser.add_argument("--train-size", type=int, default=None,
+                        help=f"stratified training subset (default {DEMO_TRAIN:,})")
+    parser.add_argument("--test-size", type=int, default=None,
+                        help=f"stratified test subset (default {DEMO_TEST:,})")
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS),
                         type=experiments_argument,
                         help="comma-separated subset of " + ",".join(EXPERIMENTS))
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where extraction, stressors and SVMs run (default cpu)")
+    parser.add_argument("--root", metavar="DIR",
+                        help="folder holding Fashion-MNIST's four .gz files, or receiving "
+                             "them when fetched (default: searched, see `dnnstress data "
+                             "list`; fetched into the dnnstress cache)")
+    parser.add_argument("--url", metavar="BASE_URL",
+                        help="fetch Fashion-MNIST from this base URL (e.g. the upstream "
+                             f"{UPSTREAM_URL}) instead of Debian's package")
     parser.add_argument("--no-fetch", action="store_true",
                         help="never download Fashion-MNIST; fail if it is missing")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_seed_argument(parser, what="the subsets and of DR-1's draws")
+    add_threads_argument(parser)
+    add_quiet_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args) -> int:
+    with human_output(args):
+        _demo(args)
+    return 0
+
+
+def _demo(args) -> None:
     started = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _ensure_fashion_mnist(fetch=not args.no_fetch)
+    out = output_folder(args.out)
+    _ensure_fashion_mnist(args)
     model = get_model()
     print(f"network: {model.description}")
     model.onnx_path()  # built from the installed weights on first use, then cached
@@ -66,22 +91,23 @@ def run(args) -> int:
     train_size = _size(args.train_size, DEMO_TRAIN, args.full)
     test_size = _size(args.test_size, DEMO_TEST, args.full)
     extraction = ExtractionOptions(policy=default_policy("fashion-mnist"), device=args.device,
-                                   progress=not args.no_progress)
-    features = extract_features(model.name, None, "fashion-mnist", train_size=train_size,
-                                test_size=test_size, options=extraction)
+                                   progress=show_progress(args), threads=args.threads)
+    features = extract_features(model.name, None, "fashion-mnist", args.root,
+                                train_size=train_size, test_size=test_size, seed=args.seed,
+                                options=extraction)
     features_path = features.save(out / "features.npz")
     print(f"features: {features.train_x.shape[0]} train / {features.test_x.shape[0]} test "
           f"vectors of {features.n_features} dims -> {features_path}")
 
-    grid = Grid() if args.full else DEMO_GRID
-    run_sweep(features, out, experiments=args.experiments, grid=grid, device=args.device,
-              progress=not args.no_progress)
+    grid = dataclasses.replace(Grid() if args.full else DEMO_GRID, base_seed=args.seed)
+    results = run_sweep(features, out, experiments=args.experiments, grid=grid,
+                        device=args.device, progress=show_progress(args))
     summary = write_report(out)
     print()
     print(format_summary(summary))
-    print(f"\nwritten to {out}/: results.csv, table3.md, table3.csv, figures (*.png)")
+    written = [features_path, results, out / "sweep.json", *map(Path, summary["files"])]
+    print(f"\nwritten to {out}/: " + ", ".join(path.name for path in written))
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
-    return 0
 
 
 def _size(requested, default, full):
@@ -91,12 +117,25 @@ def _size(requested, default, full):
     return None if full else default
 
 
-def _ensure_fashion_mnist(fetch: bool) -> None:
+def _ensure_fashion_mnist(args) -> None:
+    """Fashion-MNIST where the demo will look, fetched first unless --no-fetch."""
     try:
-        open_dataset("fashion-mnist")
+        open_dataset("fashion-mnist", args.root)
+        return
     except DatasetNotFoundError:
-        if not fetch:
+        if args.no_fetch:
             raise
-        print("Fashion-MNIST is not installed yet: fetching it once.")
-        fetch_fashion_mnist()
+    dest = Path(args.root) if args.root else default_dataset_dir("fashion-mnist")
+    missing = [tool for tool in ("apt-get", "dpkg") if shutil.which(tool) is None]
+    if args.url is None and missing:
+        # fetch.py unpacks Debian's package with these two tools; elsewhere (macOS,
+        # Fedora, Windows) only the upstream files or a copy by hand can work.
+        raise RuntimeError(
+            f"Fashion-MNIST is not installed, and {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not on this system, so its Debian "
+            f"package cannot be used. Fetch the upstream files with `dnnstress demo --url "
+            f"{UPSTREAM_URL}`, or download {', '.join(FILE_NAMES)} from there into {dest} "
+            f"and rerun (or pass --root DIR where they are).")
+    print("Fashion-MNIST is not installed yet: fetching it once.")
+    fetch_fashion_mnist(dest=dest, url=args.url, progress=show_progress(args))
 

@@ -19,7 +19,7 @@ def add_parser(subparsers):
         description="Read DIR/results.csv and write DIR/table3.md, DIR/table3.csv and the "
                     "figures (fig2_dr.png, fig4_q.png, fig5_fc.png, fig_qb.png) of the "
                     "experiments present; print Table 3 and the best compression within "
-                    "1 %% of the score. The authors' published curves (VGG-M, VOC 2007) are "
+                    "1 % of the score. The authors' published curves (VGG-M, VOC 2007) are "
                     "drawn dashed beside ours.")
     parser.add_argument("directory", metavar="DIR", help="sweep folder (dnnstress sweep --out)")
     source = parser.add_mutually_exclusive_group()

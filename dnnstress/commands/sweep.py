@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from dnnstress.commands._common import (add_json_argument, add_out_argument,
+                                        add_quiet_argument, add_seed_argument,
+                                        add_threads_argument, human_output, output_folder,
+                                        params_of, show_progress, write_json)
 from dnnstress.sweep import EXPERIMENTS, Grid, parse_experiments, parse_int_list
 from dnnstress.sweep.runner import AP_METHODS, DEVICES, NORMALIZE, Sweep
 
@@ -16,8 +21,7 @@ def add_parser(subparsers):
                     "as it is known; rerunning with the same --out resumes an interrupted "
                     "sweep. Integer lists accept values and ranges, e.g. 2-8,16.")
     parser.add_argument("features", metavar="FEATURES.npz", help="features file")
-    parser.add_argument("--out", required=True, metavar="DIR",
-                        help="folder for results.csv and sweep.json")
+    add_out_argument(parser, what="results.csv and sweep.json")
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS), type=experiments_argument,
                         help="comma-separated subset of %(default)s (the baseline always runs)")
     parser.add_argument("--device", choices=DEVICES, default="cpu")
@@ -31,21 +35,25 @@ def add_parser(subparsers):
     parser.add_argument("--fc-levels", type=_int_list, metavar="LIST",
                         help="levels h of FC only (overrides --levels for FC)")
     parser.add_argument("--dr-steps", type=_int_list, metavar="LIST",
-                        help="DR steps i in 1-20 (step i keeps floor(n * 0.05 i) dims; "
-                             "default all)")
+                        help="DR steps i in 1-20 (default all): step i keeps "
+                             "floor(n * s) dims, s being 0.05 added i times in floating "
+                             "point as in the authors' code, so 1280 dims keep 511 at "
+                             "step 8, not 512")
     parser.add_argument("--fc-steps", type=_int_list, metavar="LIST",
                         help="FC steps j in 1-9 (floor(n * j / 10) dims; default all)")
     parser.add_argument("--erased-bits", type=_int_list, metavar="LIST",
                         help="Q-B erased bits (default 0,5,...,50,51-64)")
     parser.add_argument("--repeats", type=int, default=defaults.repeats,
                         help="DR-1 repetitions (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.base_seed,
-                        help="seed of DR-1's first repeat; repeat r uses seed + r "
-                             "(default %(default)s)")
+    add_seed_argument(parser, default=defaults.base_seed,
+                      what="DR-1's first repeat; repeat r uses seed + r")
     parser.add_argument("--ap-method", choices=AP_METHODS, default="voc07",
                         help="average precision of multi-label data: VOC 2007 11-point "
                              "interpolated or area under the PR curve (default %(default)s)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads_argument(parser)
+    add_quiet_argument(parser)
+    add_json_argument(parser, what="a summary of the run (rows written and skipped, "
+                                   "seconds, paths)")
     parser.set_defaults(func=run)
     return parser
 
@@ -78,9 +86,24 @@ def grid_from_args(args: argparse.Namespace) -> Grid:
 
 
 def run(args) -> int:
-    sweep = Sweep(args.features, args.out, experiments=args.experiments,
-                  grid=grid_from_args(args), device=args.device, normalize=args.normalize,
-                  progress=not args.no_progress, ap_method=args.ap_method).run()
-    print(f"{sweep.written} row(s) written, {sweep.skipped} already present, "
-          f"{sweep.seconds:.1f} s -> {sweep.results_path}")
+    output_folder(args.out, create=False)  # Sweep creates it once its input checks pass
+    with human_output(args):
+        sweep = Sweep(args.features, args.out, experiments=args.experiments,
+                      grid=grid_from_args(args), device=args.device,
+                      normalize=args.normalize, progress=show_progress(args),
+                      ap_method=args.ap_method).run()
+        print(f"{sweep.written} row(s) written, {sweep.skipped} already present, "
+              f"{sweep.seconds:.1f} s -> {sweep.results_path}")
+    write_json(args, "sweep", params_of(args), sweep_summary(sweep))
     return 0
+
+
+def sweep_summary(sweep: Sweep) -> dict:
+    """What a finished sweep did and where its files are, as JSON values."""
+    return {"rows_written": sweep.written, "rows_skipped": sweep.skipped,
+            "seconds": round(sweep.seconds, 3),
+            "experiments": list(sweep.experiments),
+            "paths": {"out": str(Path(sweep.results_path).parent),
+                      "results": str(sweep.results_path),
+                      "metadata": str(sweep.store.metadata_path),
+                      "features": sweep.features_file}}

@@ -1,0 +1,257 @@
+"""The command line's shared vocabulary: --json -, --out, --seed, --threads, --quiet, help."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from dnnstress.cli import build_parser, main
+from dnnstress.commands import demo as demo_command
+from dnnstress.commands._common import thread_limits
+from dnnstress.features import FeatureSet
+from dnnstress.stress import dr_schedule
+
+
+def _subcommands(parser, path=()):
+    """(path, parser) of every subcommand, nested ones (bench TOPIC, data ACTION) too."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield path + (name,), sub
+                yield from _subcommands(sub, path + (name,))
+
+
+SUBCOMMANDS = dict(_subcommands(build_parser()))
+
+
+@pytest.mark.parametrize("path", sorted(SUBCOMMANDS), ids=" ".join)
+def test_every_subcommand_help_has_a_description_and_no_stray_percent(path):
+    parser = SUBCOMMANDS[path]
+    assert parser.description and parser.description.strip()
+    text = parser.format_help()
+    assert "%%" not in text and "%(" not in text
+
+
+def test_the_walk_reaches_nested_subcommands():
+    assert {("bench", "quantize"), ("data", "fetch"), ("sweep",), ("demo",)} <= set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("path, options", [
+    (("demo",), {"--out", "--seed", "--threads", "--quiet", "--url", "--root", "--no-fetch"}),
+    (("sweep",), {"--out", "--seed", "--threads", "--quiet", "--json"}),
+    (("bench", "quantize"), {"--threads", "--quiet", "--json"}),
+    (("bench", "svm"), {"--seed", "--threads", "--quiet", "--json"}),
+    (("data", "fetch"), {"--out", "--dest", "--quiet", "--url"}),
+])
+def test_shared_options_exist_where_they_mean_something(path, options):
+    spelled = {name for action in SUBCOMMANDS[path]._actions for name in action.option_strings}
+    assert options <= spelled
+
+
+def test_sweep_help_says_which_dims_a_dr_step_keeps(capsys):
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert dr_schedule(1280)[7] == 511
+    assert "1280 dims keep 511 at step 8, not 512" in help_text
+    assert "floor(n * 0.05 i)" not in help_text
+
+
+@pytest.fixture
+def features_file(tmp_path):
+    rng = np.random.default_rng(0)
+    y_train, y_test = np.arange(40) % 2, np.arange(20) % 2
+    x_train = (rng.random((40, 6)) + y_train[:, None]).astype(np.float32)
+    x_test = (rng.random((20, 6)) + y_test[:, None]).astype(np.float32)
+    return FeatureSet(x_train, y_train, x_test, y_test, metadata={"kind": "test"}).save(
+        tmp_path / "features.npz")
+
+
+SWEEP = ["--experiments", "baseline,q1", "--levels", "2,3"]
+
+
+def _check_run_info(record, command):
+    assert record["command"] == command
+    assert record["dnnstress"] and record["date"].endswith("+00:00")
+    machine = record["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"]
+    assert any(lib["user_api"] == "blas" for lib in machine["blas"])
+
+
+def test_sweep_json_to_stdout_is_only_json(tmp_path, features_file, capsys):
+    out = tmp_path / "out"
+    assert main(["sweep", str(features_file), "--out", str(out), *SWEEP, "--json", "-"]) == 0
+    printed = capsys.readouterr()
+    record = json.loads(printed.out)  # nothing but JSON on standard output
+    _check_run_info(record, "sweep")
+    assert record["rows_written"] == 3 and record["rows_skipped"] == 0
+    assert record["params"]["levels"] == [2, 3] and record["params"]["out"] == str(out)
+    assert record["paths"]["results"] == str(out / "results.csv")
+    assert (out / "results.csv").is_file() and (out / "sweep.json").is_file()
+    assert "3 row(s) written" in printed.err  # the human line moved to standard error
+
+    assert main(["sweep", str(features_file), "--out", str(out), *SWEEP, "--json", "-"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["rows_written"], again["rows_skipped"]) == (0, 3)
+
+
+def test_sweep_json_file_keeps_the_human_line_on_stdout(tmp_path, features_file, capsys):
+    target = tmp_path / "run.json"
+    assert main(["sweep", str(features_file), "--out", str(tmp_path / "o"), *SWEEP,
+                 "--json", str(target)]) == 0
+    assert "3 row(s) written" in capsys.readouterr().out
+    assert json.loads(target.read_text())["rows_written"] == 3
+
+
+def test_quiet_sweep_prints_nothing(tmp_path, features_file, capsys):
+    assert main(["sweep", str(features_file), "--out", str(tmp_path / "o"), *SWEEP,
+                 "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_bench_json_to_stdout_is_only_json(capsys):
+    assert main(["bench", "quantize", "--rows", "64", "--dims", "32", "--levels", "5",
+                 "--device", "cpu", "--json", "-"]) == 0
+    printed = capsys.readouterr()
+    record = json.loads(printed.out)
+    _check_run_info(record, "bench quantize")
+    assert record["params"]["rows"] == 64 and record["params"]["device"] == "cpu"
+    assert record["devices"]["cpu"]["operations"]
+    assert "memory copy into existing array" in printed.err
+
+
+@pytest.mark.parametrize("topic, options", [
+    ("svm", ["--scale", "0.03", "--max-levels", "2", "--batch", "1"]),
+    ("sweep", ["--scale", "0.03", "--no-sklearn"]),
+])
+def test_every_bench_kind_writes_only_json_to_stdout(topic, options, capsys):
+    assert main(["bench", topic, *options, "--device", "cpu", "--json", "-"]) == 0
+    printed = capsys.readouterr()
+    _check_run_info(json.loads(printed.out), f"bench {topic}")
+    assert printed.err.strip()  # the table went to standard error
+
+
+@pytest.mark.parametrize("command", [
+    ["sweep", "FEATURES", "--out"], ["demo", "--no-fetch", "--out"],
+    ["data", "fetch", "fashion-mnist", "--out"]])
+def test_out_naming_a_file_is_a_one_line_error(tmp_path, features_file, capsys, command):
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    argv = [str(features_file) if part == "FEATURES" else part for part in command]
+    assert main([*argv, str(a_file / "sub")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder" in err and str(a_file) in err
+
+
+def test_an_os_error_is_one_line_not_a_traceback(tmp_path, features_file, capsys):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert main(["sweep", str(features_file), "--out", str(tmp_path / "o"), *SWEEP,
+                 "--json", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dnnstress sweep: error:") and err.count("\n") == 1
+
+
+def test_thread_limits_set_and_restore_numba_and_blas():
+    import numba
+    from threadpoolctl import threadpool_info
+
+    before = numba.get_num_threads()
+    with thread_limits(1):
+        assert numba.get_num_threads() == 1
+        assert all(lib["num_threads"] == 1 for lib in threadpool_info())
+    assert numba.get_num_threads() == before
+    with pytest.raises(ValueError, match="--threads 100000"):
+        with thread_limits(100000):
+            pass
+
+
+def test_threads_option_reaches_the_run(tmp_path, features_file, monkeypatch):
+    import numba
+
+    seen = []
+    monkeypatch.setattr("dnnstress.commands.sweep.Sweep.run",
+                        lambda self: seen.append(numba.get_num_threads()) or self)
+    assert main(["sweep", str(features_file), "--out", str(tmp_path / "o"), *SWEEP,
+                 "--threads", "1", "--quiet"]) == 0
+    assert seen == [1]
+    with pytest.raises(SystemExit):
+        main(["sweep", str(features_file), "--out", str(tmp_path / "o"), "--threads", "0"])
+
+
+@pytest.fixture
+def no_fashion_mnist(tmp_path, monkeypatch):
+    from dnnstress.datasets import fashion_mnist
+
+    monkeypatch.setenv("DNNSTRESS_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setenv("DNNSTRESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", tmp_path / "no-debian")
+
+
+def test_demo_without_apt_says_so_and_offers_the_upstream_files(tmp_path, no_fashion_mnist,
+                                                                 monkeypatch, capsys):
+    from dnnstress.datasets.fashion_mnist import UPSTREAM_URL
+
+    monkeypatch.setattr(demo_command.shutil, "which", lambda tool: None)
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "apt-get and dpkg are not on this system" in err
+    assert f"dnnstress demo --url {UPSTREAM_URL}" in err
+    assert "train-images-idx3-ubyte.gz" in err
+
+
+def test_demo_fetches_with_the_url_and_root_it_is_given(tmp_path, no_fashion_mnist,
+                                                        monkeypatch, capsys):
+    calls = []
+
+    def fetch(dest, url, progress):
+        calls.append((dest, url))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(demo_command, "fetch_fashion_mnist", fetch)
+    root = tmp_path / "fm"
+    assert main(["demo", "--out", str(tmp_path / "d"), "--root", str(root),
+                 "--url", "http://mirror.example/fm/"]) == 1
+    assert calls == [(root, "http://mirror.example/fm/")]
+    assert "stop here" in capsys.readouterr().err
+
+
+def test_demo_no_fetch_names_the_root_it_searched(tmp_path, no_fashion_mnist, capsys):
+    root = tmp_path / "elsewhere"
+    assert main(["demo", "--out", str(tmp_path / "d"), "--no-fetch", "--root", str(root)]) == 1
+    assert str(root) in capsys.readouterr().err
+
+
+def test_demo_summary_lists_every_file_written(
+        tmp_path, features_file, monkeypatch, capsys):
+    from dnnstress.sweep import Grid
+
+    class FakeModel:
+        name, description = "fake", "a fake network"
+
+        def onnx_path(self):
+            return None
+
+    seen = {}
+
+    def extract(model, layer, dataset, root, *, train_size, test_size, seed, options):
+        seen.update(seed=seed, threads=options.threads, progress=options.progress)
+        return FeatureSet.load(features_file)
+
+    monkeypatch.setattr(demo_command, "_ensure_fashion_mnist", lambda args: None)
+    monkeypatch.setattr(demo_command, "get_model", FakeModel)
+    monkeypatch.setattr(demo_command, "extract_features", extract)
+    monkeypatch.setattr(demo_command, "DEMO_GRID", Grid(levels=(2, 3), repeats=1,
+                                                        dr_steps=(10,)))
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--experiments", "baseline,q1,dr1",
+                 "--seed", "7", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert seen == {"seed": 7, "threads": None, "progress": False}
+    assert json.loads((out / "sweep.json").read_text())["runs"][0]["grid"]["base_seed"] == 7
+    written = printed.split("written to ")[1].splitlines()[0].split(": ", 1)[1].split(", ")
+    assert {"features.npz", "results.csv", "sweep.json", "table3.md", "table3.csv",
+            "fig4_q.png", "fig2_dr.png"} == set(written)
+    assert all((out / name).is_file() for name in written)
