@@ -216,3 +216,101 @@ def test_onnx_file_spec_errors(tmp_path):
         onnx_file_spec(dynamic, ["pooled"], mean=(0, 0, 0), std=(1, 1, 1))
     with pytest.raises(ValueError, match="feature size must be known"):
         onnx_file_spec(dynamic, ["feat"], input_size=8, mean=(0, 0, 0), std=(1, 1, 1))
+
+
+# --- fixed-batch files and external data ----------------------------------------------------
+
+def _fixed_batch_cnn(tmp_path, batch=2, opset=17):
+    """image (2, 3, 8, 8) -> Conv -> Relu ("feat") -> Reshape to the baked (2, 144) ("flat")
+    and GlobalAveragePool ("pooled"), as an export with a fixed batch writes it."""
+    kernel = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "k"], ["conv"], kernel_shape=[3, 3]),
+         helper.make_node("Relu", ["conv"], ["feat"]),
+         helper.make_node("Reshape", ["feat", "flat_shape"], ["flat"]),
+         helper.make_node("GlobalAveragePool", ["feat"], ["pooled"])],
+        "fixed",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info("flat", TensorProto.FLOAT, [batch, 144])],
+        initializer=[numpy_helper.from_array(kernel, "k"),
+                     numpy_helper.from_array(np.array([batch, 144], np.int64), "flat_shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              ir_version=8)
+    path = tmp_path / "fixed.onnx"
+    onnx.save_model(model, path)
+    return path, kernel
+
+
+@pytest.mark.parametrize("n_images", [1, 2, 5, 32])
+def test_fixed_batch_file_runs_any_batch(tmp_path, n_images):
+    path, kernel = _fixed_batch_cnn(tmp_path)
+    spec = onnx_file_spec(path, ["flat", "pooled"], mean=(0, 0, 0), std=(1, 1, 1))
+    assert spec.layers["flat"].shape == (144,) and spec.layers["pooled"].shape == (4, 1, 1)
+    session = ort.InferenceSession(str(spec.onnx_path(cache_dir=tmp_path / "cache")),
+                                   providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((n_images, 3, 8, 8)).astype(np.float32)
+    flat, pooled = session.run(["flat", "pooled"], {"image": x})
+    expected = _numpy_conv_relu(x.astype(np.float64), kernel)
+    assert flat.shape == (n_images, 144) and pooled.shape == (n_images, 4, 1, 1)
+    np.testing.assert_allclose(flat, expected.reshape(n_images, -1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pooled[:, :, 0, 0], expected.mean(axis=(2, 3)), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_fixed_batch_file_with_old_opset_says_to_re_export(tmp_path):
+    path, _ = _fixed_batch_cnn(tmp_path, opset=10)
+    with pytest.raises(ValueError, match="fixed batch of 2 images with opset 10; re-export"):
+        expose_layers(path, ["flat"], tmp_path / "out.onnx", any_batch=True)
+    expose_layers(path, ["flat"], tmp_path / "same.onnx")  # without any_batch: as it is
+    assert _shape_of(onnx.load(tmp_path / "same.onnx").graph.input[0]) == [2, 3, 8, 8]
+
+
+def _shape_of(info):
+    return [d.dim_value or d.dim_param for d in info.type.tensor_type.shape.dim]
+
+
+def _with_external_weights(tmp_path, location):
+    """The small CNN saved with its kernel in ``outside/w.bin``, its location then set."""
+    path, _ = _small_cnn(tmp_path)
+    model = onnx.load(path)
+    (tmp_path / "outside").mkdir(exist_ok=True)
+    (tmp_path / "model").mkdir(exist_ok=True)
+    onnx.save_model(model, tmp_path / "outside" / "m.onnx", save_as_external_data=True,
+                    location="w.bin", size_threshold=0)
+    model = onnx.load(tmp_path / "outside" / "m.onnx", load_external_data=False)
+    for entry in model.graph.initializer[0].external_data:
+        if entry.key == "location":
+            entry.value = location
+    target = tmp_path / "model" / "m.onnx"
+    onnx.save_model(model, target)
+    return target
+
+
+@pytest.mark.parametrize("location", ["../outside/w.bin", "ABSOLUTE", "link.bin", "."])
+def test_external_data_outside_the_model_folder_is_refused(tmp_path, location):
+    if location == "ABSOLUTE":
+        location = str(tmp_path / "outside" / "w.bin")
+    if location == "link.bin":
+        (tmp_path / "model").mkdir()
+        os.symlink(tmp_path / "outside" / "w.bin", tmp_path / "model" / "link.bin")
+    path = _with_external_weights(tmp_path, location)
+    message = r"tensor 'k' keeps its data at .*, outside the model's folder"
+    for call in (lambda: list_layers(path), lambda: expose_layers(path, "feat", tmp_path / "o"),
+                 lambda: onnx_file_spec(path, "feat", mean=(0, 0, 0), std=(1, 1, 1))):
+        with pytest.raises(ValueError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value)
+    assert not (tmp_path / "o").exists()
+
+
+def test_external_data_beside_the_model_is_read(tmp_path):
+    path, kernel = _small_cnn(tmp_path)
+    (tmp_path / "ext").mkdir()
+    onnx.save_model(onnx.load(path), tmp_path / "ext" / "m.onnx", save_as_external_data=True,
+                    location="sub_w.bin", size_threshold=0)
+    out = expose_layers(tmp_path / "ext" / "m.onnx", "feat", tmp_path / "o.onnx")
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    session = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(["feat"], {"image": x})[0],
+                               _numpy_conv_relu(x.astype(np.float64), kernel), rtol=1e-5,
+                               atol=1e-5)

@@ -14,6 +14,8 @@ import hashlib
 import os
 from typing import NamedTuple
 
+import numpy as np
+
 __all__ = ["LayerInfo", "MAX_IR_VERSION", "expose_layers", "list_layers", "onnx_file_spec"]
 
 # The newest IR version we write when a model carries a newer one: onnx 1.23 stamps IR
@@ -50,7 +52,7 @@ def list_layers(path_or_model) -> list[LayerInfo]:
     list of LayerInfo
         ``(name, op_type, shape)`` named tuples.
     """
-    model = _load(path_or_model, load_weights=False)
+    model = _load(path_or_model)
     types = _inferred_types(model)
     layers, seen = [], set()
     for node in model.graph.node:
@@ -67,7 +69,7 @@ def list_layers(path_or_model) -> list[LayerInfo]:
     return layers
 
 
-def expose_layers(path_or_model, tensor_names, out_path):
+def expose_layers(path_or_model, tensor_names, out_path, *, any_batch: bool = False):
     """Write a copy of the model whose graph outputs include ``tensor_names``.
 
     The original outputs are kept, first and in their order; the requested tensors
@@ -75,6 +77,12 @@ def expose_layers(path_or_model, tensor_names, out_path):
     and shape come from ONNX shape inference.  The file is written with an IR version
     onnxruntime reads (at most :data:`MAX_IR_VERSION` unless the model's opsets need a
     newer one).
+
+    With ``any_batch``, a model exported for a fixed batch of B images is wrapped so that
+    the copy takes any number: the images are padded to a multiple of B and run B at a
+    time (an ONNX ``Scan`` over the original graph, which is left untouched, so a shape
+    the export baked in still holds), and the padding is cut from the outputs.  The
+    copy's outputs are then ``tensor_names`` only.
 
     Parameters
     ----------
@@ -84,6 +92,8 @@ def expose_layers(path_or_model, tensor_names, out_path):
     out_path : str or os.PathLike
         Where to write the new model.  Models over 2 GB get their weights in a
         ``<out_path>.data`` file beside it.
+    any_batch : bool, default False
+        Make a fixed-batch model take any batch size (see above).
 
     Returns
     -------
@@ -94,7 +104,8 @@ def expose_layers(path_or_model, tensor_names, out_path):
     ------
     ValueError
         If a name is not a tensor produced by the graph (the message lists close
-        matches), or no name is given.
+        matches), no name is given, or ``any_batch`` cannot wrap the model (opset below
+        11, a tensor whose batch size or feature shape is not fixed).
     """
     import onnx
     from onnx.external_data_helper import load_external_data_for_model
@@ -109,7 +120,7 @@ def expose_layers(path_or_model, tensor_names, out_path):
 
     # Weights stay on disk while the graph is edited (shape inference needs none of
     # them, and a model over 2 GB could not be serialized for it); loaded to save.
-    model = _load(path_or_model, load_weights=False)
+    model = _load(path_or_model)
     produced = [name for node in model.graph.node for name in node.output if name]
     _check_names(tensor_names, produced)
 
@@ -122,9 +133,11 @@ def expose_layers(path_or_model, tensor_names, out_path):
             model.graph.output.append(types[name])
         else:  # type unknown to shape inference: onnxruntime still resolves it
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    if any_batch and (batch := _fixed_batch(model)) is not None:
+        model = _run_in_fixed_batches(model, batch, tensor_names, types)
     model.ir_version = _readable_ir_version(model)
 
-    if not isinstance(path_or_model, onnx.ModelProto):
+    if not isinstance(path_or_model, onnx.ModelProto):  # locations checked by _load
         load_external_data_for_model(model, os.path.dirname(os.path.abspath(path_or_model)))
     out_path = os.fspath(out_path)
     large = sum(len(init.raw_data) for init in model.graph.initializer) > 1_800_000_000
@@ -133,7 +146,86 @@ def expose_layers(path_or_model, tensor_names, out_path):
     return out_path
 
 
-def _load(path_or_model, *, load_weights: bool):
+def _fixed_batch(model) -> int | None:
+    """The batch size the image input is fixed to, or None where it is free."""
+    shape = _shape(_image_input_info(model))
+    return shape[0] if shape and isinstance(shape[0], int) else None
+
+
+def _run_in_fixed_batches(model, batch: int, names: list, types: dict):
+    """``model`` wrapped to take any batch, running its graph ``batch`` images at a time.
+
+    The outer graph pads the images with zeros to a multiple of ``batch``, reshapes them
+    to (groups, batch, C, H, W), scans the original graph over the groups, and reshapes
+    and slices each requested tensor back to one row per real image.  The scan body
+    reads the original initializers from the outer graph.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 11:
+        raise ValueError(f"the model is exported for a fixed batch of {batch} images with "
+                         f"opset {opset}; re-export it with a dynamic batch axis (or opset "
+                         "11 or newer, which dnnstress can run in batches)")
+    image = _image_input_info(model)
+    image_shape = _shape(image)
+    dims = {}
+    for name in names:
+        shape = _shape(types.get(name))
+        if not shape or shape[0] != batch or not all(isinstance(d, int) for d in shape[1:]):
+            raise ValueError(f"tensor {name!r} has shape {shape}: a fixed-batch model can "
+                             f"only be run in batches where it is ({batch}, ...) with a "
+                             "known size")
+        dims[name] = shape[1:]
+    graph = model.graph
+    body = helper.make_graph(list(graph.node), f"{graph.name}.batch", [image],
+                             [types[name] for name in names], value_info=graph.value_info)
+
+    nodes, constants = [], []
+
+    def const(name, values):
+        constants.append(numpy_helper.from_array(np.asarray(values, np.int64), name))
+        return name
+
+    def node(op, inputs, output, **attributes):
+        nodes.append(helper.make_node(op, inputs, [output], name=output, **attributes))
+        return output
+
+    x, prefix = image.name, "dnnstress.batch."
+    n = node("Slice", [node("Shape", [x], prefix + "shape"), const(prefix + "0", [0]),
+                       const(prefix + "1", [1])], prefix + "n")
+    groups = node("Div", [node("Add", [n, const(prefix + "b-1", [batch - 1])],
+                               prefix + "n+b-1"), const(prefix + "b", [batch])],
+                  prefix + "groups")
+    missing = node("Sub", [node("Mul", [groups, prefix + "b"], prefix + "padded"), n],
+                   prefix + "missing")
+    zeros = node("ConstantOfShape", [node("Concat", [missing, const(
+        prefix + "chw", image_shape[1:])], prefix + "pad.shape", axis=0)], prefix + "pad",
+        value=helper.make_tensor("zero", image.type.tensor_type.elem_type, [1], [0]))
+    stacked = node("Reshape", [node("Concat", [x, zeros], prefix + "images", axis=0),
+                               const(prefix + "grouped", [-1, batch, *image_shape[1:]])],
+                   prefix + "grouped.images")
+    nodes.append(helper.make_node("Scan", [stacked], [prefix + f"{name}.grouped" for name in names],
+                                  name=prefix + "scan", body=body, num_scan_inputs=1))
+    outputs = []
+    for name in names:
+        rows = node("Reshape", [prefix + f"{name}.grouped",
+                                const(prefix + f"{name}.shape", [-1, *dims[name]])],
+                    prefix + f"{name}.rows")
+        node("Slice", [rows, prefix + "0", n], name)
+        outputs.append(helper.make_tensor_value_info(
+            name, types[name].type.tensor_type.elem_type, ["batch", *dims[name]]))
+    any_batch_input = helper.make_tensor_value_info(
+        x, image.type.tensor_type.elem_type, ["batch", *image_shape[1:]])
+    wrapped = helper.make_graph(nodes, graph.name, [any_batch_input], outputs,
+                                initializer=[*graph.initializer, *constants],
+                                sparse_initializer=graph.sparse_initializer)
+    model.graph.CopyFrom(wrapped)
+    return model
+
+
+def _load(path_or_model):
+    """The model, its weights left in their external files (if any), checked."""
     import onnx
 
     if isinstance(path_or_model, onnx.ModelProto):
@@ -147,9 +239,30 @@ def _load(path_or_model, *, load_weights: bool):
     if not os.path.isfile(path):
         raise ValueError(f"no ONNX file at {path}")
     try:
-        return onnx.load(path, load_external_data=load_weights)
+        model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends name nothing useful
         raise ValueError(f"{path} is not a readable ONNX model: {exc}") from exc
+    _check_external_data(model, path)
+    return model
+
+
+def _check_external_data(model, path: str) -> None:
+    """Refuse weights stored outside the model's folder (``../`` or absolute locations,
+    or links leading out), which a crafted file could use to read any file."""
+    from onnx import TensorProto
+    from onnx.external_data_helper import _get_all_tensors
+
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "")
+        target = os.path.realpath(os.path.join(folder, location))
+        if (not location or os.path.isabs(location)
+                or os.path.commonpath([folder, target]) != folder or target == folder):
+            raise ValueError(f"{path}: tensor {tensor.name!r} keeps its data at "
+                             f"{location!r}, outside the model's folder {folder}; refusing "
+                             "to read it (move the data file beside the model)")
 
 
 def _inferred_types(model) -> dict:
@@ -243,7 +356,7 @@ def onnx_file_spec(path, layers, *, name: str | None = None, input_size: int | N
     names = [layers] if isinstance(layers, str) else list(dict.fromkeys(layers))
     if not names:
         raise ValueError("layers is empty: name at least one tensor to use as features")
-    model = _load(path, load_weights=False)
+    model = _load(path)
     infos = {info.name: info for info in list_layers(model)}
     _check_names(names, list(infos))
     input_name, input_shape = _image_input(model)
@@ -275,21 +388,28 @@ def onnx_file_spec(path, layers, *, name: str | None = None, input_size: int | N
         resize_size=int(resize_size or input_size * 8 // 7),
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
-        artifact=f"{name}-{sha256_file(path)[:12]}-{layer_digest}.onnx",
-        builder=functools.partial(expose_layers, path, names),
+        # v2: fixed-batch files are wrapped to take any batch (expose_layers any_batch).
+        artifact=f"{name}-{sha256_file(path)[:12]}-{layer_digest}-v2.onnx",
+        builder=functools.partial(expose_layers, path, names, any_batch=True),
     )
 
 
-def _image_input(model) -> tuple:
+def _image_input_info(model):
+    """The first graph input that is not an initializer: the image batch."""
     initializers = {init.name for init in model.graph.initializer}
     inputs = [info for info in model.graph.input if info.name not in initializers]
     if not inputs:
         raise ValueError("the model has no input")
-    shape = _shape(inputs[0])
+    return inputs[0]
+
+
+def _image_input(model) -> tuple:
+    info = _image_input_info(model)
+    shape = _shape(info)
     if shape is None or len(shape) != 4 or shape[1] != 3:
-        raise ValueError(f"input {inputs[0].name!r} has shape {shape}; expected an NCHW "
+        raise ValueError(f"input {info.name!r} has shape {shape}; expected an NCHW "
                          "batch of RGB images (N, 3, H, W)")
-    return inputs[0].name, shape
+    return info.name, shape
 
 
 def _square_side(shape: tuple, input_name: str) -> int:
