@@ -73,7 +73,7 @@ def fig5_feature_compression(rows, paper=None, marks=FC_MARKS, *, setup=None) ->
     """
     panels = [(rows, _title("this run", setup))]
     if paper is not None:
-        panels.append((paper, _paper_label(paper)))
+        panels.append((paper, paper_label(paper)))
     grids = [_fc_grid(panel_rows) for panel_rows, _ in panels]
     # Below 90 % the map only says "bad"; clipping there keeps the flat top readable.
     high = max(100.0, max(np.nanmax(grid[2]) for grid in grids))
@@ -116,7 +116,7 @@ def _curves(rows, paper, experiments, x_of, *, xlabel, title, x_min=None):
         for experiment in present:
             if any(r["experiment"] == experiment for r in paper):
                 _plot_series(ax, paper, experiment, x_of, linestyle="--", marker=None,
-                             label=f"{EXPERIMENT_NAMES[experiment]}, {_paper_label(paper)}")
+                             label=f"{EXPERIMENT_NAMES[experiment]}, {paper_label(paper)}")
     ax.axhline(100.0, color="black", linestyle="--", linewidth=1.0,
                label=f"baseline ({_baseline_text(rows)})")
     ax.set_xlabel(xlabel)
@@ -224,9 +224,12 @@ def _title(name, setup):
     return name if not setup else f"{name}: {setup}"
 
 
-def _paper_label(rows):
-    model, dataset = rows[0].get("model"), rows[0].get("dataset")
-    return f"paper ({model}, {dataset})" if model and dataset else "paper"
+def paper_label(rows) -> str:
+    """The legend name of the authors' rows: "paper (VGG-M, layer 19, VOC 2007)"."""
+    first = rows[0]
+    parts = [str(first[key]) if key != "layer" else f"layer {first[key]}"
+             for key in ("model", "layer", "dataset") if first.get(key) is not None]
+    return f"paper ({', '.join(parts)})" if parts else "paper"
 
 
 def _baseline_text(rows):

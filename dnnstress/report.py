@@ -16,7 +16,7 @@ from pathlib import Path
 from dnnstress import authors as authors_results
 from dnnstress.datasets import dataset_info
 from dnnstress.figures import fig2_dimensionality, fig4_quantization, \
-    fig5_feature_compression, fig_qb, save_figure
+    fig5_feature_compression, fig_qb, paper_label, save_figure
 from dnnstress.stress.accounting import bits_for_levels
 from dnnstress.sweep import read_results
 from dnnstress.sweep.store import row_key
@@ -99,7 +99,7 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
         "table3": table.records(),
         "table3_markdown": table.to_markdown(),
         "files": [str(path) for path in files],
-        "paper": _paper_label(paper),
+        "paper": None if paper is None else paper_label(paper),
         "setup": setup,
         "metadata": metadata,
         "duplicates": duplicates,
@@ -222,7 +222,3 @@ def _overlay(paper, experiments):
     if paper is None or not any(row["experiment"] in experiments for row in paper):
         return None
     return paper
-
-
-def _paper_label(paper):
-    return None if paper is None else f"paper ({PAPER_SETUP[0]}, {PAPER_SETUP[1]})"

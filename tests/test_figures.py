@@ -140,13 +140,13 @@ def test_paper_overlay_is_dashed_and_relative(rows, tmp_path):
     figure = fig2_dimensionality(rows, paper=paper)
     lines = _lines(figure)
     assert len(lines) == 5
-    dashed = lines["DR-2 (PCA), paper (VGG-M, VOC 2007)"]
+    dashed = lines["DR-2 (PCA), paper (VGG-M, layer 19, VOC 2007)"]
     assert dashed.get_linestyle() == "--"
     assert dashed.get_ydata()[0] == pytest.approx(100 * 75.371203 / 76.952192)
     assert len(figure.axes[0].collections) == 2  # both DR-1 std bands
     fc = fig5_feature_compression(rows, paper=paper)
     assert [ax.get_title().split("\n")[0] for ax in fc.axes[:2]] == [
         "Feature compression (FC), this run",
-        "Feature compression (FC), paper (VGG-M, VOC 2007)"]
+        "Feature compression (FC), paper (VGG-M, layer 19, VOC 2007)"]
     assert fc.axes[0].collections[0].norm is fc.axes[1].collections[0].norm  # one scale
     assert save_figure(fc, tmp_path / "fc.png").stat().st_size > 10_000

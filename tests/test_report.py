@@ -114,7 +114,7 @@ def test_bad_losses_are_rejected(tmp_path, capsys):
 
 def test_report_overlays_the_paper_by_default(tmp_path):
     summary = write_report(_write_results(tmp_path / "sweep", ALL_ROWS))
-    assert summary["paper"] == "paper (VGG-M, VOC 2007)"
+    assert summary["paper"] == "paper (VGG-M, layer 19, VOC 2007)"
     assert (tmp_path / "sweep" / "fig5_fc.png").stat().st_size > 0
 
 
@@ -153,7 +153,7 @@ def test_json_to_a_file_keeps_the_table_on_stdout(tmp_path, capsys):
     assert main(["report", str(directory), "--json", str(target)]) == 0
     assert "| experiment |" in capsys.readouterr().out
     document = json.loads(target.read_text())
-    assert document["paper"] == "paper (VGG-M, VOC 2007)"
+    assert document["paper"] == "paper (VGG-M, layer 19, VOC 2007)"
     assert document["params"]["authors"] == str(SHIPPED_DIR)
 
 
