@@ -20,8 +20,8 @@ from dnnstress.figures import fig2_dimensionality, fig4_quantization, \
 from dnnstress.stress.accounting import bits_for_levels
 from dnnstress.sweep import read_results
 from dnnstress.sweep.store import row_key
-from dnnstress.table3 import EXPERIMENT_NAMES, LOSSES, baseline_score, metric_name, \
-    qb_bits_kept, table3, table3_cell
+from dnnstress.table3 import EXPERIMENT_NAMES, LOSSES, baseline_score, qb_bits_kept, \
+    table3, table3_cell
 
 HEADLINE_LOSS = 0.01  # the paper's headline: 98.4 % compression for 0.88 % of the score
 PAPER_SETUP = ("VGG-M", "VOC 2007")
@@ -107,11 +107,9 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
 
 
 def format_summary(summary: dict) -> str:
-    """The terminal summary of a report: Table 3, the baseline and the headline."""
-    lines = [summary["table3_markdown"].rstrip(),
-             f"Baseline: {100 * summary['baseline_score']:.2f} % "
-             f"{metric_name(summary['metric'])}, {summary['n_features']}-d features",
-             summary["headline"]]
+    """The terminal summary of a report: Table 3 (whose caption states the baseline, said
+    once) and the headline."""
+    lines = [summary["table3_markdown"].rstrip(), summary["headline"]]
     if summary["paper"]:
         lines.append(f"Dashed curves: {summary['paper']}")
     return "\n".join(lines)

@@ -224,7 +224,7 @@ def test_demo_no_fetch_names_the_root_it_searched(tmp_path, no_fashion_mnist, ca
     assert str(root) in capsys.readouterr().err
 
 
-def test_demo_summary_lists_every_file_written(
+def test_demo_summary_lists_every_file_written_and_the_baseline_once(
         tmp_path, features_file, monkeypatch, capsys):
     from dnnstress.sweep import Grid
 
@@ -255,3 +255,4 @@ def test_demo_summary_lists_every_file_written(
     assert {"features.npz", "results.csv", "sweep.json", "table3.md", "table3.csv",
             "fig4_q.png", "fig2_dr.png"} == set(written)
     assert all((out / name).is_file() for name in written)
+    assert printed.count("Baseline") == 1

@@ -89,7 +89,8 @@ def test_cli_prints_table_and_headline(tmp_path, capsys):
     assert main(["report", str(directory), "--no-authors", "--losses", "1,3"]) == 0
     out = capsys.readouterr().out
     assert "| experiment | ≤ 1 % loss | ≤ 3 % loss |" in out
-    assert "Baseline: 80.00 % mAP (VOC07 11-pt), 4096-d features" in out
+    assert "Baseline score: 80.00 % mAP (VOC07 11-pt)." in out
+    assert out.count("80.00 %") == 1  # the baseline is said once, in Table 3's caption
     assert "map_voc07_11pt" not in out  # people read the metric's name, not its key
     assert "FC: 98.4 % compression (409 of 4096 dims x 5 bits) for 0.88 % of the score lost" \
         in out
