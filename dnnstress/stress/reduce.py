@@ -100,22 +100,22 @@ class PCADrop(Stressor):
         n, d = X.shape
         if n < 2:
             raise ValueError("PCADrop needs at least 2 training samples")
-        mean = xp.mean(X.astype(xp.float64), axis=0)
-        centred = X.astype(xp.float64) - mean
+        mean = xp.mean(X, axis=0, dtype=xp.float64)
+        # eigh sorts ascending: flipped to decreasing variance.
         if d <= n:
-            variances, vectors = xp.linalg.eigh(centred.T @ centred)
-            components = vectors.T
+            variances, vectors = xp.linalg.eigh(_centred_products(X, mean, rows=True))
+            variances = xp.flip(variances)
+            components = xp.ascontiguousarray(xp.flip(vectors.T, axis=0))
         else:
-            variances, vectors = xp.linalg.eigh(centred @ centred.T)
+            variances, vectors = xp.linalg.eigh(_centred_products(X, mean, rows=False))
             keep = variances > variances[-1] * n * np.finfo(np.float64).eps
-            variances, vectors = variances[keep], vectors[:, keep]
-            components = (centred.T @ vectors / xp.sqrt(variances)).T
-        # eigh sorts ascending: flip to decreasing variance.
-        components, variances = xp.flip(components, axis=0), xp.flip(variances)
+            variances = xp.flip(variances[keep])
+            components = _gram_components(X, mean, xp.flip(vectors[:, keep], axis=1), variances)
         _check_n_components(self.n_components, components.shape[0], d)
+        _fix_signs(components)
         self.mean_ = mean
         self.explained_variance_ = xp.clip(variances, 0, None) / (n - 1)
-        self.components_ = components * _largest_entry_signs(components)[:, None]
+        self.components_ = components
         self.n_features_in_ = d
         return self
 
@@ -141,6 +141,64 @@ def _check_n_components(n_components, available: int, n_features: int) -> int:
             f"({n_features} features; with fewer training samples than features, at most "
             f"n_samples - 1 directions have any variance)")
     return check_count(n_components, "n_components", 1, available)
+
+
+# Values per block of the blockwise products: the centred float64 copy of X is made one
+# block of rows (covariance route) or columns (Gram route) at a time, so a fit holds X,
+# its result and about 32 MB more, never several float64 copies of X (a 1 GB GoogLeNet
+# layer peaked at 9.2 GB that way).
+_BLOCK_VALUES = 2**22
+
+
+def _block(length: int, other: int) -> int:
+    """Entries of a dimension of ``length`` per block, the other dimension being ``other``."""
+    return max(1, min(length, _BLOCK_VALUES // max(other, 1)))
+
+
+def _centred_products(X, mean, *, rows: bool):
+    """``Xc.T @ Xc`` (d x d, ``rows``) or ``Xc @ Xc.T`` (n x n) of the centred training
+    set ``Xc = X - mean``, in float64, accumulated block by block."""
+    xp = array_namespace(X)
+    n, d = X.shape
+    size = d if rows else n
+    total = xp.zeros((size, size), dtype=xp.float64)
+    step = _block(n, d) if rows else _block(d, n)
+    for start in range(0, n if rows else d, step):
+        if rows:
+            block = X[start:start + step].astype(xp.float64) - mean
+            total += block.T @ block
+        else:
+            block = X[:, start:start + step].astype(xp.float64) - mean[start:start + step]
+            total += block @ block.T  # numpy hands A @ A.T to BLAS syrk: half the work
+    return total
+
+
+def _gram_components(X, mean, vectors, variances):
+    """Principal directions ``Xc.T @ u / sqrt(lambda)`` from the Gram eigenpairs, as a
+    (k, d) float64 array filled one column block at a time.
+
+    The products run in X's precision (float32 features: float32, twice as fast as
+    float64 and exact to their own precision); the eigenpairs came from a float64 Gram.
+    """
+    xp = array_namespace(X)
+    work = xp.float64 if X.dtype == xp.float64 else xp.float32
+    weights = (vectors / xp.sqrt(variances)).T.astype(work)
+    n, d = X.shape
+    components = xp.empty((weights.shape[0], d), dtype=xp.float64)
+    step = _block(d, n)
+    for start in range(0, d, step):
+        block = X[:, start:start + step].astype(work) - mean[start:start + step].astype(work)
+        components[:, start:start + step] = weights @ block
+    return components
+
+
+def _fix_signs(components) -> None:
+    """Make each direction's largest-magnitude entry positive, in place, a block of rows
+    at a time (a whole ``abs(components)`` would be one more copy of the result)."""
+    step = _block(*components.shape)
+    for start in range(0, components.shape[0], step):
+        rows = components[start:start + step]
+        rows *= _largest_entry_signs(rows)[:, None]
 
 
 def _largest_entry_signs(rows):
