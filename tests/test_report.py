@@ -140,8 +140,8 @@ def test_json_on_stdout_is_only_json_with_run_info(tmp_path, capsys):
     assert document["command"] == "report"
     assert document["dnnstress"] == __version__
     assert {"cpu", "cores", "blas"} <= set(document["machine"])
-    assert document["params"] == {"directory": str(directory), "losses": [0.01, 0.03],
-                                  "authors": False}
+    assert {key: document["params"][key] for key in ("directory", "losses", "authors")} \
+        == {"directory": str(directory), "losses": [0.01, 0.03], "authors": False}
     assert document["headline"].startswith("FC: 98.4 % compression")
     assert len(document["table3"]) == 6 * 2
     assert document["warnings"] == []
@@ -156,6 +156,9 @@ def test_json_to_a_file_keeps_the_table_on_stdout(tmp_path, capsys):
     document = json.loads(target.read_text())
     assert document["paper"] == "paper (VGG-M, layer 19, VOC 2007)"
     assert document["params"]["authors"] == str(SHIPPED_DIR)
+    target.unlink()
+    assert main(["report", str(directory), "--quiet", "--json", str(target)]) == 0
+    assert capsys.readouterr().out == "" and json.loads(target.read_text())["headline"]
 
 
 def test_table3_and_headline_follow_one_rule(tmp_path):

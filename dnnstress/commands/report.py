@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
-from pathlib import Path
 
 from dnnstress.authors import default_authors_dir
+from dnnstress.commands._common import add_json_argument, add_quiet_argument, \
+    human_output, params_of, write_json
 from dnnstress.report import format_summary, write_report
-from dnnstress.runinfo import run_info
 
 
 def add_parser(subparsers):
@@ -22,45 +21,46 @@ def add_parser(subparsers):
                     "1 % of the score. The authors' published curves (VGG-M, VOC 2007) are "
                     "drawn dashed beside ours.")
     parser.add_argument("directory", metavar="DIR", help="sweep folder (dnnstress sweep --out)")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--authors", metavar="PATH",
-                        help="folder of the authors' result CSVs, named as theirs "
-                             "('(DR-1) VGG-M [VOC 2007].csv', ...) (default: "
-                             "$DNNSTRESS_AUTHORS_RESULTS if set, else the copy shipped "
-                             "with dnnstress)")
-    source.add_argument("--no-authors", action="store_true",
-                        help="do not draw the authors' curves")
+    add_authors_arguments(parser)
     parser.add_argument("--losses", type=_parse_losses, default="1,2,3,4,5", metavar="LIST",
                         help="Table 3 loss columns in percent (default %(default)s)")
-    parser.add_argument("--json", metavar="FILE",
-                        help="also write the report as JSON to FILE, with the dnnstress "
-                             "version, date, machine and these options; '-' writes only "
-                             "JSON to standard output (the table goes to standard error)")
+    add_json_argument(parser, what="the report (Table 3, the headline, the files written)")
+    add_quiet_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
 
+def add_authors_arguments(parser) -> None:
+    """``--authors DIR`` / ``--no-authors``, for every command that draws the figures."""
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--authors", metavar="DIR",
+                        help="folder of the authors' result CSVs to draw dashed, named as "
+                             "theirs ('(DR-1) VGG-M [VOC 2007].csv', ...) (default: "
+                             "$DNNSTRESS_AUTHORS_RESULTS if set, else the copy shipped "
+                             "with dnnstress)")
+    source.add_argument("--no-authors", action="store_true",
+                        help="do not draw the authors' curves")
+
+
+def authors_choice(args):
+    """The ``authors=`` of :func:`dnnstress.report.write_report` for these arguments."""
+    return False if args.no_authors else args.authors
+
+
 def run(args) -> int:
-    authors = False if args.no_authors else args.authors
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = write_report(args.directory, authors=authors, losses=args.losses)
+        summary = write_report(args.directory, authors=authors_choice(args),
+                               losses=args.losses)
     notes = [str(warning.message) for warning in caught]
     for note in notes:
         print(f"dnnstress report: warning: {note}", file=sys.stderr)
-    human = sys.stderr if args.json == "-" else sys.stdout
-    print(format_summary(summary), file=human)
-    print("Wrote " + ", ".join(summary["files"]), file=human)
-    if args.json:
-        params = {"directory": args.directory, "losses": args.losses,
-                  "authors": False if args.no_authors
-                  else str(args.authors or default_authors_dir())}
-        text = json.dumps({**run_info("report", params), **summary, "warnings": notes},
-                          indent=2) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-        else:
-            Path(args.json).write_text(text)
+    with human_output(args):
+        print(format_summary(summary))
+        print("Wrote " + ", ".join(summary["files"]))
+    authors = False if args.no_authors else str(args.authors or default_authors_dir())
+    params = {**params_of(args, leave_out=("no_authors", "no_progress")), "authors": authors}
+    write_json(args, "report", params, {**summary, "warnings": notes})
     return 0
 
 
