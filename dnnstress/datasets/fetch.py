@@ -5,26 +5,36 @@ Two sources give the same four IDX files:
 - Debian's ``dataset-fashion-mnist`` package (30.9 MB, MIT licence), reachable wherever
   apt is, even on machines whose only network access is a package mirror.  No root is
   needed: ``apt-get download`` fetches the .deb into a temporary directory and
-  ``dpkg -x`` unpacks it there.
+  :func:`extract_archive` unpacks the four files from it there.
 - A base URL serving ``train-images-idx3-ubyte.gz`` etc. (the upstream bucket, or a
   mirror), read with urllib.
 
 Either way the files are checked (SHA-256 of their decompressed content, which both
 sources share, and the 60,000 / 10,000 image counts) before they are moved into place,
 so a failed or partial fetch never leaves a half-written data set behind.
+
+Archives are unpacked by :func:`extract_archive`, which reads the whole member list
+first and refuses the archive if any member could land outside the destination (an
+absolute name, a ``..`` step, a link leading out, a device file): a crafted package or
+mirror cannot write anywhere else.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
+import posixpath
 import shutil
+import stat
 import subprocess
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from pathlib import Path
+import zipfile
+from pathlib import Path, PurePosixPath
 
 from dnnstress.datasets import fashion_mnist
 from dnnstress.datasets.locations import default_dataset_dir
@@ -66,7 +76,7 @@ def fetch_fashion_mnist(dest=None, url: str | None = None, progress: bool = True
     url : str, optional
         Base URL serving the four ``*.gz`` files (e.g.
         ``http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/``).  Without it
-        the Debian package is used (needs ``apt-get`` and ``dpkg``, not root).
+        the Debian package is used (needs ``apt-get``, not root).
     progress : bool, default True
         Print each step.
     force : bool, default False
@@ -111,12 +121,11 @@ def _silent(*args, **kwargs) -> None:
 
 def _download_debian(staging: Path, dest: Path, say) -> Path:
     """Fetch and unpack the Debian package; the directory holding the four files."""
-    for tool in ("apt-get", "dpkg"):
-        if shutil.which(tool) is None:
-            raise FetchError(
-                f"{tool} not found, so the Debian package {_PACKAGE} cannot be used here. "
-                f"On a machine with internet use --url {fashion_mnist.UPSTREAM_URL} , or "
-                f"copy the files {', '.join(FILE_NAMES)} into {dest} by hand.")
+    if shutil.which("apt-get") is None:
+        raise FetchError(
+            f"apt-get not found, so the Debian package {_PACKAGE} cannot be used here. "
+            f"On a machine with internet use --url {fashion_mnist.UPSTREAM_URL} , or "
+            f"copy the files {', '.join(FILE_NAMES)} into {dest} by hand.")
     uri = _debian_uri(staging)
     print(f"Fetching Fashion-MNIST: Debian package {_PACKAGE} (MIT licence, about 31 MB) "
           f"from {uri}")
@@ -124,15 +133,173 @@ def _download_debian(staging: Path, dest: Path, say) -> Path:
     debs = sorted(staging.glob(f"{_PACKAGE}_*.deb"))
     if not debs:
         raise FetchError(f"apt-get download finished but left no {_PACKAGE}_*.deb in {staging}")
-    say(f"Unpacking {debs[0].name} with dpkg -x ...")
+    say(f"Unpacking {debs[0].name} ...")
     unpacked = staging / "unpacked"
-    _run(["dpkg", "-x", str(debs[0]), str(unpacked)], cwd=staging)
+    extract_archive(debs[0], unpacked, under=_PACKAGE_DIR)
     files = unpacked / _PACKAGE_DIR
     missing = [name for name in FILE_NAMES if not (files / name).is_file()]
     if missing:
         raise FetchError(f"the package {debs[0].name} lacks {', '.join(missing)} "
                          f"under /{_PACKAGE_DIR}")
     return files
+
+
+def extract_archive(archive, dest, under: str | None = None) -> Path:
+    """Unpack a ``.deb``, tar (any compression tarfile reads) or zip archive into ``dest``.
+
+    Every member is checked before anything is written: an absolute name, a ``..``
+    step, a symbolic or hard link whose target leaves the archive's root, or a device
+    or FIFO refuses the whole archive.  Tar members are then extracted with tarfile's
+    ``"data"`` filter (which checks the same again and drops permissions bits such as
+    set-uid).  In a ``.deb`` only the ``data.tar.*`` member is unpacked (``.zst`` needs
+    the ``zstd`` tool); the ar container's member names are checked too.
+
+    Parameters
+    ----------
+    archive : path-like
+    dest : path-like
+        Created if missing.
+    under : str, optional
+        Extract only the regular files and folders below this folder of the archive
+        (the whole archive is still checked); links are then never created.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest``.
+
+    Raises
+    ------
+    FetchError
+        For an unsafe member, naming it, or an archive that is not one of these formats.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if archive.suffix == ".deb":
+        with _deb_data(archive, dest) as tar:
+            _extract_tar(tar, dest, archive.name, under)
+    elif zipfile.is_zipfile(archive):
+        _extract_zip(archive, dest, under)
+    else:
+        try:
+            tar = tarfile.open(archive, "r:*")
+        except (tarfile.TarError, OSError) as error:
+            raise FetchError(f"{archive.name} is not a .deb, tar or zip archive "
+                             f"({error})") from error
+        with tar:
+            _extract_tar(tar, dest, archive.name, under)
+    return dest
+
+
+def _deb_data(deb: Path, scratch: Path) -> tarfile.TarFile:
+    """The ``data.tar.*`` member of a Debian package (an ar archive), opened."""
+    size = deb.stat().st_size
+    with open(deb, "rb") as file:
+        if file.read(8) != b"!<arch>\n":
+            raise FetchError(f"{deb.name} is not a Debian package (no ar header)")
+        while header := file.read(60):
+            if len(header) < 60 or header[58:60] != b"`\n":
+                raise FetchError(f"{deb.name}: corrupt ar member header")
+            name = header[:16].decode("ascii", "replace").strip().removesuffix("/")
+            try:
+                length = int(header[48:58])
+            except ValueError:
+                raise FetchError(f"{deb.name}: corrupt ar member size") from None
+            if not name or "/" in name or "\\" in name or name in (".", ".."):
+                raise FetchError(f"{deb.name}: unsafe ar member name {name!r}")
+            if length < 0 or file.tell() + length > size:
+                raise FetchError(f"{deb.name}: ar member {name!r} runs past the end of the file")
+            if name.startswith("data.tar"):
+                data = file.read(length)
+                break
+            file.seek(length + (length & 1), os.SEEK_CUR)  # members are 2-byte aligned
+        else:
+            raise FetchError(f"{deb.name} has no data.tar member")
+    if name == "data.tar.zst":  # not in the standard library before Python 3.14
+        if shutil.which("zstd") is None:
+            raise FetchError(f"{deb.name} is compressed with zstd: install zstd, or use "
+                             f"--url {fashion_mnist.UPSTREAM_URL}")
+        compressed = scratch / f".{deb.name}.data.tar.zst"
+        compressed.write_bytes(data)
+        _run(["zstd", "-d", "-q", "-f", "--rm", str(compressed)], cwd=scratch)
+        plain = compressed.with_suffix("")
+        data = plain.read_bytes()
+        plain.unlink()
+    try:
+        return tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+    except tarfile.TarError as error:
+        raise FetchError(f"{deb.name}: unreadable {name} ({error})") from error
+
+
+def _check_name(name: str, where: str) -> PurePosixPath:
+    """The archive member name as a relative path inside the root, or FetchError."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise FetchError(f"{where}: refusing member {name!r}, whose path leaves the "
+                         "destination")
+    return path
+
+
+def _check_link(member: tarfile.TarInfo, where: str) -> None:
+    """A link must resolve inside the archive's root (absolute targets are taken from the
+    root, as dpkg installs them); a hard link names another member."""
+    target = member.linkname
+    if member.islnk():
+        _check_name(target, where)
+        return
+    base = "" if target.startswith("/") else posixpath.dirname(member.name)
+    resolved = posixpath.normpath(posixpath.join(base, target.lstrip("/")))
+    if resolved == ".." or resolved.startswith("../"):
+        raise FetchError(f"{where}: refusing link {member.name!r} -> {target!r}, which "
+                         "points outside the destination")
+
+
+def _is_below(path: PurePosixPath, folder: str) -> bool:
+    return PurePosixPath(folder) in (path, *path.parents)
+
+
+def _extract_tar(tar: tarfile.TarFile, dest: Path, where: str, under: str | None) -> None:
+    try:
+        members = tar.getmembers()
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise FetchError(f"{where}: corrupt archive ({error})") from error
+    for member in members:
+        _check_name(member.name, where)
+        if member.issym() or member.islnk():
+            _check_link(member, where)
+        elif not (member.isfile() or member.isdir()):
+            raise FetchError(f"{where}: refusing member {member.name!r}, a device or FIFO")
+    if under is not None:
+        members = [m for m in members if (m.isfile() or m.isdir())
+                   and _is_below(_check_name(m.name, where), under)]
+    try:
+        # The "data" filter (Python >= 3.11.4 and security releases) checks each member
+        # again as it is written; our own checks above have already covered older ones.
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest, members=members, filter="data")
+        else:
+            tar.extractall(dest, members=members)
+    except tarfile.FilterError as error:
+        raise FetchError(f"{where}: refusing member ({error})") from error
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise FetchError(f"{where}: cannot unpack into {dest} ({error})") from error
+
+
+def _extract_zip(archive: Path, dest: Path, under: str | None) -> None:
+    where = archive.name
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            infos = zipped.infolist()
+            for info in infos:
+                _check_name(info.filename, where)
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise FetchError(f"{where}: refusing member {info.filename!r}, a "
+                                     "symbolic link")
+            for info in infos:
+                if under is None or _is_below(_check_name(info.filename, where), under):
+                    zipped.extract(info, dest)
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise FetchError(f"{where}: cannot unpack ({error})") from error
 
 
 def _debian_uri(staging: Path) -> str:
