@@ -256,3 +256,12 @@ def test_demo_summary_lists_every_file_written_and_the_baseline_once(
             "fig4_q.png", "fig2_dr.png"} == set(written)
     assert all((out / name).is_file() for name in written)
     assert printed.count("Baseline") == 1
+
+
+def test_demo_root_naming_a_file_is_a_one_line_error(tmp_path, no_fashion_mnist, capsys):
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    assert main(["demo", "--out", str(tmp_path / "d"), "--root", str(a_file),
+                 "--url", "http://mirror.example/"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--root {a_file}" in err and "not a folder" in err

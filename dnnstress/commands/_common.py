@@ -4,7 +4,8 @@
   command writes several files (results, metadata, tables, figures), and a features
   file keeps the fixed name ``features.npz`` inside it.
 - ``--seed N``: every random choice of the command (subsets, DR-1 draws, synthetic data).
-- ``--threads N``: the CPU threads of BLAS (threadpoolctl), numba and onnxruntime.
+- ``--threads N``: the CPU threads of BLAS (threadpoolctl) and numba, and of onnxruntime
+  where a network runs.
 - ``--quiet``: no progress bars and no summaries; errors, warnings and the JSON asked
   for remain.
 - ``--json FILE``: the result as JSON (starting with :func:`dnnstress.runinfo.run_info`);
@@ -40,7 +41,7 @@ def output_folder(path, option: str = "--out", create: bool = True) -> Path:
         if place.exists():
             if not place.is_dir():
                 raise ValueError(f"{option} {path}: {place} is a file, not a folder "
-                                 f"({option} names the folder the results go to)")
+                                 f"({option} always names a folder)")
             break
     if create:
         folder.mkdir(parents=True, exist_ok=True)
@@ -52,10 +53,12 @@ def add_seed_argument(parser, *, default: int = 0, what: str) -> None:
                         help=f"seed of {what} (default {default})")
 
 
-def add_threads_argument(parser) -> None:
+def add_threads_argument(parser, *, onnxruntime: bool = False) -> None:
+    """``--threads N``, applied by ``dnnstress.cli.main`` to BLAS and numba; a command
+    that runs a network also passes it to onnxruntime (``onnxruntime=True`` says so)."""
+    libraries = "BLAS, numba and onnxruntime" if onnxruntime else "BLAS and numba"
     parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                        help="CPU threads for BLAS, numba and onnxruntime (default: all "
-                             "cores)")
+                        help=f"CPU threads for {libraries} (default: all cores)")
 
 
 def add_quiet_argument(parser) -> None:

@@ -68,7 +68,7 @@ def add_parser(subparsers):
     parser.add_argument("--no-fetch", action="store_true",
                         help="never download Fashion-MNIST; fail if it is missing")
     add_seed_argument(parser, what="the subsets and of DR-1's draws")
-    add_threads_argument(parser)
+    add_threads_argument(parser, onnxruntime=True)
     add_quiet_argument(parser)
     parser.set_defaults(func=run)
     return parser
@@ -136,6 +136,7 @@ def _ensure_fashion_mnist(args) -> None:
             f"package cannot be used. Fetch the upstream files with `dnnstress demo --url "
             f"{UPSTREAM_URL}`, or download {', '.join(FILE_NAMES)} from there into {dest} "
             f"and rerun (or pass --root DIR where they are).")
+    output_folder(dest, option="--root")  # a file in the way is named as --root's fault
     print("Fashion-MNIST is not installed yet: fetching it once.")
     fetch_fashion_mnist(dest=dest, url=args.url, progress=show_progress(args))
 
