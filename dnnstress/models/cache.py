@@ -5,14 +5,22 @@ Networks are built (not downloaded) the first time they are needed and kept in
 caller's ``cache_dir`` points.  A build writes to a temporary file in the cache directory
 and moves it into place with :func:`os.replace`, so a crash or a concurrent reader never
 sees half a file.  Next to each file, ``NAME.sha256`` records its digest; a file whose
-digest no longer matches (truncated, edited, disk error) or has no record is rebuilt.
+digest no longer matches (truncated, edited, disk error) or has no record is rebuilt,
+and standard error says so.
+
+Builds hold an exclusive lock on the cache directory (``flock``, released by the kernel
+when the process dies), so two processes never build the same file at once, and a
+temporary file found while holding it was left by a build that was killed: it is
+removed before the next build.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pathlib
+import sys
 from collections.abc import Callable
 
 from dnnstress._files import write_atomically
@@ -79,7 +87,38 @@ def cached_file(name: str, build: Callable[[pathlib.Path], object],
     path, record = directory / name, directory / f"{name}.sha256"
     if _is_intact(path, record):
         return path
-    write_atomically(path, build)
-    digest = sha256_file(path)
-    write_atomically(record, lambda tmp: tmp.write_text(f"{digest}  {name}\n"))
+    with _locked(directory):
+        if _is_intact(path, record):  # built by another process while we waited
+            return path
+        if path.exists():
+            print(f"dnnstress: the cached {path} does not match its recorded sha256 "
+                  "(truncated or changed); rebuilding it", file=sys.stderr)
+        _remove_temporaries(directory, name)
+        write_atomically(path, build)
+        digest = sha256_file(path)
+        write_atomically(record, lambda tmp: tmp.write_text(f"{digest}  {name}\n"))
     return path
+
+
+@contextlib.contextmanager
+def _locked(directory: pathlib.Path):
+    """Hold an exclusive ``flock`` on ``directory`` (where the platform has one)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: builds are not serialised, files stay atomic
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _remove_temporaries(directory: pathlib.Path, name: str) -> None:
+    """Delete what killed builds of ``name`` left (the temporaries of ``write_atomically``
+    for the file and its record); only called with the directory locked."""
+    for entry in directory.iterdir():
+        if entry.name.startswith(f".{name}.") and entry.name.endswith(".tmp"):
+            entry.unlink(missing_ok=True)
