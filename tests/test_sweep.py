@@ -176,7 +176,10 @@ def test_rerun_skips_everything_and_subset_adds_only_new_rows(tmp_path):
     assert (more.written, more.skipped) == (2, 3)
     rows = read_results(tmp_path)
     assert [r["experiment"] for r in rows] == ["baseline", "q2", "q2", "qb", "qb"]
-    assert len(json.loads((tmp_path / "sweep.json").read_text())["runs"]) == 3
+    # The rerun that computed nothing is not recorded (issue 8).
+    runs = json.loads((tmp_path / "sweep.json").read_text())["runs"]
+    assert [run["experiments"] for run in runs] == [["baseline", "q2"],
+                                                    ["baseline", "q2", "qb"]]
 
 
 def test_refuses_to_mix_features_or_settings(tmp_path):

@@ -1,19 +1,34 @@
 """The results store of a sweep: ``DIR/results.csv`` and ``DIR/sweep.json``.
 
 Rows are appended and flushed one at a time, so a sweep that is interrupted (Ctrl-C, a
-killed process, a lost machine) keeps every configuration it finished; a rerun into the
-same folder reads the keys already present and skips them.  ``sweep.json`` records what
-the rows were computed from; a rerun from other features, another normalisation order or
-other classifier settings is refused, because its rows could not be mixed with these.
+killed process, a lost machine, a full disk) keeps every configuration it finished; a
+rerun into the same folder reads the keys already present and skips them.  ``sweep.json``
+records what the rows were computed from; a rerun from other features, another
+normalisation order or other classifier settings is refused, because its rows could not
+be mixed with these.
+
+What a rerun trusts is checked: every row must be complete, typed and finite, or the file
+is refused naming the line.  The one exception is an unterminated last line, which only
+a write cut short (a kill, a full disk) leaves: it is dropped and its configuration
+computed again.  One sweep at a time writes to a folder: an advisory lock on
+``DIR/.sweep.lock`` (released when the sweep ends or its process dies) makes a second
+one refuse.
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
+import io
 import json
+import math
+import os
+import signal
+import sys
 from pathlib import Path
 
-from dnnstress._files import write_json_atomically
+from dnnstress._files import write_atomically
+from dnnstress.sweep.grid import EXPERIMENTS
 
 COLUMNS = ("experiment", "kept_dims", "n_levels", "erased_bits", "repeat", "seed",
            "n_features", "kept_fraction", "bits_per_vector", "compression_rate", "score",
@@ -21,11 +36,18 @@ COLUMNS = ("experiment", "kept_dims", "n_levels", "erased_bits", "repeat", "seed
 KEY_COLUMNS = ("experiment", "kept_dims", "n_levels", "erased_bits", "repeat")
 RESULTS_NAME = "results.csv"
 METADATA_NAME = "sweep.json"
+LOCK_NAME = ".sweep.lock"
+FAULT_VARIABLE = "DNNSTRESS_FAULT_AT"
 
 _INT_COLUMNS = {"kept_dims", "n_levels", "erased_bits", "repeat", "seed", "n_features",
                 "bits_per_vector"}
 _FLOAT_COLUMNS = {"kept_fraction", "compression_rate", "score", "relative_score",
                   "wall_time_s"}
+# The configuration cells each experiment fills; the others of _CONFIG_COLUMNS are empty.
+_CONFIG_COLUMNS = ("n_levels", "erased_bits", "repeat", "seed")
+_FILLED = {"baseline": (), "dr1": ("repeat", "seed"), "dr2": (), "q1": ("n_levels",),
+           "q2": ("n_levels",), "fc": ("n_levels",), "qb": ("erased_bits",)}
+_MAY_BE_EMPTY = {"relative_score"}  # None when the baseline scored 0
 
 
 def row_key(row: dict) -> tuple[str, ...]:
@@ -38,18 +60,30 @@ def read_results(out_dir) -> list[dict]:
 
     Integer columns come back as ``int``, fractional ones as ``float``, empty cells as
     ``None``; ``experiment`` and ``metric`` stay strings.  Rows appear in the order they
-    were written.  ``out_dir`` may also be the path of the CSV file itself.
+    were written; an unterminated last line (a row still being written, or cut by a
+    kill) is left out.  ``out_dir`` may also be the path of the CSV file itself.
+
+    Raises
+    ------
+    FileNotFoundError
+        No results file there.
+    ValueError
+        A row is garbled (the message names the file and the line).
     """
     path = Path(out_dir)
     if path.is_dir():
         path = path / RESULTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no sweep results at {path}")
-    return [_typed(row) for row in _read_rows(path)]
+    complete, _ = _split_unfinished(path.read_bytes())
+    return _parse(path, complete)
 
 
 class ResultsStore:
     """Appends result rows to ``DIR/results.csv``; knows which keys are already done.
+
+    Use it as a context manager: entering takes the folder's lock (refusing when
+    another sweep holds it), leaving releases it.
 
     Parameters
     ----------
@@ -58,45 +92,111 @@ class ResultsStore:
     identity : dict
         What the rows depend on (features fingerprint, normalisation, classifier and
         seeds).  Stored in ``sweep.json`` on the first run and compared on every rerun.
+    n_features : int, optional
+        Width of the features; a row of another width is refused.
     """
 
-    def __init__(self, out_dir, identity: dict):
+    def __init__(self, out_dir, identity: dict, n_features: int | None = None):
         self.out_dir = Path(out_dir)
         self.identity = identity
+        self.n_features = n_features
         self.results_path = self.out_dir / RESULTS_NAME
         self.metadata_path = self.out_dir / METADATA_NAME
+        self._lock_fd = None
+        self._metadata = None
+        self._n_rows = 0
 
-    def open(self, run_info: dict) -> list[dict]:
-        """Check (or create) ``sweep.json``, repair the CSV tail, return the existing rows."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        metadata = self._check_identity()
-        metadata.setdefault("runs", []).append(run_info)
-        write_json_atomically(self.metadata_path, metadata)
-        if not self.results_path.exists():
-            with open(self.results_path, "w", newline="") as stream:
-                csv.writer(stream, lineterminator="\n").writerow(COLUMNS)
-            return []
-        _drop_partial_last_line(self.results_path)
-        return _read_rows(self.results_path)
+    def __enter__(self) -> ResultsStore:
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ValueError(f"{self.out_dir} is a file; a sweep writes a folder "
+                             f"(results.csv, sweep.json): give --out a folder path")
+        lock_path = self.out_dir / LOCK_NAME
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise _write_error(error, lock_path) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RuntimeError(f"another sweep is writing to {self.out_dir} (it holds "
+                               f"{lock_path}); wait for it to end, or use another --out "
+                               f"folder") from None
+        self._lock_fd = fd
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
+
+    def open(self) -> list[dict]:
+        """Check ``sweep.json``, repair and check ``results.csv``; return its rows (typed)."""
+        self._metadata = self._check_identity()
+        self._remove_stale_temporaries()
+        rows = self._read_and_repair()
+        self._n_rows = len(rows)
+        return rows
+
+    def start_run(self, run_info: dict) -> None:
+        """Record a run that will compute rows in ``sweep.json``; write the CSV header
+        if the results file is new."""
+        metadata = {**self._metadata, "runs": [*self._metadata.get("runs", []), run_info]}
+        text = json.dumps(metadata, indent=2, sort_keys=True) + "\n"
+
+        def write_metadata(tmp: Path) -> None:
+            tmp.write_text(text)
+            _fault("sweep-json")  # killed with the new file written, not yet renamed
+
+        self._write(self.metadata_path, lambda: write_atomically(self.metadata_path,
+                                                                 write_metadata))
+        self._metadata = metadata
+        if not self.results_path.exists() or self.results_path.stat().st_size == 0:
+            header = _csv_line(COLUMNS)
+            self._write(self.results_path, lambda: write_atomically(
+                self.results_path, lambda tmp: tmp.write_text(header)))
 
     def append(self, row: dict) -> None:
-        """Write one row and flush it to the operating system before returning."""
-        with open(self.results_path, "a", newline="") as stream:
-            csv.writer(stream, lineterminator="\n").writerow(
-                [_cell(row.get(column)) for column in COLUMNS])
-            stream.flush()
+        """Write one row to the operating system before returning.
+
+        On a failed write (a full disk) the file is cut back to its last whole row and
+        a one-line ``RuntimeError`` names the path.
+        """
+        data = _csv_line([_cell(row.get(column)) for column in COLUMNS]).encode()
+
+        def write() -> None:
+            fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND)
+            size = os.fstat(fd).st_size
+            try:
+                _fault("row-write", lambda: os.write(fd, data[:len(data) // 2]))
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
+            except OSError:
+                _truncate_quietly(fd, size)
+                raise
+            finally:
+                os.close(fd)
+
+        self._write(self.results_path, write)
+        self._n_rows += 1
+
+    def _write(self, path: Path, write) -> None:
+        try:
+            write()
+        except OSError as error:
+            raise _write_error(error, path, self._n_rows, self.results_path) from None
 
     def _check_identity(self) -> dict:
         if not self.metadata_path.exists():
-            if self.results_path.exists():
+            if self.results_path.exists() and _split_unfinished(
+                    self.results_path.read_bytes())[0]:
                 raise ValueError(f"{self.results_path} exists without {METADATA_NAME}: "
                                  f"cannot tell what its rows were computed from; use a "
                                  f"new --out folder")
             return dict(self.identity)
-        try:
-            metadata = json.loads(self.metadata_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{self.metadata_path} is not valid JSON: {error}") from None
+        metadata = _read_metadata(self.metadata_path)
         differences = [f"{name}: folder has {metadata.get(name)!r}, this run {value!r}"
                        for name, value in self.identity.items()
                        if metadata.get(name) != value]
@@ -107,39 +207,168 @@ class ResultsStore:
                 + "; ".join(differences) + "); use a new --out folder")
         return metadata
 
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of a sweep killed while replacing sweep.json or the header;
+        nobody else writes them while this sweep holds the lock."""
+        for name in (METADATA_NAME, RESULTS_NAME):
+            for tmp in self.out_dir.glob(f".{name}.*.tmp"):
+                tmp.unlink(missing_ok=True)
 
-def _read_rows(path: Path) -> list[dict]:
-    with open(path, newline="") as stream:
-        reader = csv.DictReader(stream)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
+    def _read_and_repair(self) -> list[dict]:
+        path = self.results_path
+        if not path.exists():
+            return []
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file; move it away or use a new --out folder")
+        complete, unfinished = _split_unfinished(path.read_bytes())
+        if unfinished:
+            line = complete.count(b"\n") + 1
+            self._write(path, lambda: os.truncate(path, len(complete)))
+            print(f"dnnstress: {path}: dropped line {line}, cut short by an interrupted "
+                  f"write; its configuration is computed again", file=sys.stderr)
+        return _parse(path, complete, self.n_features)
+
+
+def _read_metadata(path: Path) -> dict:
+    try:
+        metadata = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read {path}: {error}; use a new --out folder") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("runs", []), list):
+        raise ValueError(f"{path} is not a sweep's metadata (a JSON object with a list "
+                         f"of runs); move it away or use a new --out folder")
+    return metadata
+
+
+def _split_unfinished(data: bytes) -> tuple[bytes, bytes]:
+    """``data`` up to its last line end, and the unterminated rest."""
+    end = data.rfind(b"\n") + 1
+    return data[:end], data[end:]
+
+
+def _parse(path: Path, data: bytes, n_features: int | None = None) -> list[dict]:
+    """Typed, checked rows of a results file's complete lines; ValueError names a bad line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise _garbled(path, line, "it is not UTF-8 text") from None
+    if not text:
+        return []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+        if tuple(header) != COLUMNS:
             raise ValueError(f"{path} does not have the sweep results columns "
-                             f"({', '.join(COLUMNS)})")
-        # A row cut short by a kill mid-write has missing cells: it was never finished.
-        return [row for row in reader if None not in row.values()
-                and None not in row and row["metric"]]
+                             f"({', '.join(COLUMNS)}); use a new --out folder")
+        rows, seen = [], {}
+        for cells in reader:
+            try:
+                row = _checked_row(cells, n_features)
+            except ValueError as error:
+                raise _garbled(path, reader.line_num, str(error)) from None
+            key = row_key(row)
+            if key in seen:
+                raise _garbled(path, reader.line_num,
+                               f"it repeats the configuration of line {seen[key]}")
+            seen[key] = reader.line_num
+            rows.append(row)
+    except csv.Error as error:
+        raise _garbled(path, reader.line_num, str(error)) from None
+    return rows
 
 
-def _drop_partial_last_line(path: Path) -> None:
-    """Truncate an unterminated last line left by a process killed while writing it."""
-    with open(path, "rb+") as stream:
-        data = stream.read()
-        if data and not data.endswith(b"\n"):
-            stream.truncate(data.rfind(b"\n") + 1)
-
-
-def _typed(row: dict) -> dict:
-    typed = {}
-    for column in COLUMNS:
-        text = row[column]
-        if text == "":
-            typed[column] = None
+def _checked_row(cells: list[str], n_features: int | None) -> dict:
+    if len(cells) != len(COLUMNS):
+        raise ValueError(f"it has {len(cells)} cells, not {len(COLUMNS)}")
+    text = dict(zip(COLUMNS, cells))
+    experiment = text["experiment"]
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}")
+    # An experiment added to EXPERIMENTS but not to _FILLED only gets the other checks.
+    for column in _CONFIG_COLUMNS if experiment in _FILLED else ():
+        if (text[column] != "") != (column in _FILLED[experiment]):
+            state = "empty" if text[column] == "" else f"{text[column]!r}"
+            raise ValueError(f"{column} is {state} in a {experiment} row")
+    row = {}
+    for column, cell in text.items():
+        if cell == "":
+            if column not in _CONFIG_COLUMNS and column not in _MAY_BE_EMPTY:
+                raise ValueError(f"{column} is empty")
+            row[column] = None
         elif column in _INT_COLUMNS:
-            typed[column] = int(text)
+            row[column] = _number(cell, column, int)
         elif column in _FLOAT_COLUMNS:
-            typed[column] = float(text)
+            row[column] = _number(cell, column, float)
         else:
-            typed[column] = text
-    return typed
+            row[column] = cell
+    if not 0 <= row["score"] <= 1:
+        raise ValueError(f"score {row['score']!r} is not in [0, 1]")
+    if not 1 <= row["kept_dims"] <= row["n_features"]:
+        raise ValueError(f"kept_dims {row['kept_dims']} is not in 1..n_features")
+    if n_features is not None and row["n_features"] != n_features:
+        raise ValueError(f"n_features is {row['n_features']}, these features have "
+                         f"{n_features}: the row comes from other features")
+    return row
+
+
+def _number(cell: str, column: str, kind):
+    try:
+        value = kind(cell)
+    except ValueError:
+        raise ValueError(f"{column} {cell!r} is not {'an integer' if kind is int else 'a number'}"
+                         ) from None
+    if kind is float and not math.isfinite(value) or kind is int and value < 0:
+        raise ValueError(f"{column} {cell!r} is out of range")
+    return value
+
+
+def _garbled(path: Path, line: int, problem: str) -> ValueError:
+    return ValueError(f"{path}, line {line}: garbled result row ({problem}); fix or "
+                      f"delete that line, or sweep into a new --out folder")
+
+
+def _write_error(error: OSError, path: Path, n_rows: int | None = None,
+                 results_path: Path | None = None) -> RuntimeError:
+    reason = error.strerror or str(error)
+    kept = ("" if n_rows is None else
+            f"; the {n_rows} row(s) already in {results_path} are kept")
+    return RuntimeError(f"cannot write {path}: {reason} [errno {error.errno}]{kept}; "
+                        f"free space (or fix the folder) and rerun the same command to "
+                        f"resume")
+
+
+def _truncate_quietly(fd: int, size: int) -> None:
+    """Cut a half-written row off; if even that fails, the next run drops it."""
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass
+
+
+def _csv_line(cells) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue()
+
+
+def _fault(point: str, before_kill=None) -> None:
+    """Fault injection for the crash tests: ``DNNSTRESS_FAULT_AT=point:n`` kills this
+    process (SIGKILL) the n-th time it reaches ``point``, after ``before_kill()``;
+    ``point:n:STOP`` stops it instead (SIGSTOP), to hold it there with its lock."""
+    wanted = os.environ.get(FAULT_VARIABLE, "").split(":")
+    if wanted[0] != point or len(wanted) not in (2, 3):
+        return
+    _FAULT_COUNTS[point] = _FAULT_COUNTS.get(point, 0) + 1
+    if str(_FAULT_COUNTS[point]) == wanted[1]:
+        if before_kill is not None:
+            before_kill()
+        os.kill(os.getpid(), getattr(signal, "SIG" + (wanted[2:] or ["KILL"])[0]))
+
+
+_FAULT_COUNTS: dict[str, int] = {}
 
 
 def _cell(value) -> str:
