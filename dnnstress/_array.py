@@ -49,7 +49,8 @@ def check_features(X, *, name: str = "X", n_features: int | None = None,
     Raises a ``TypeError``/``ValueError`` that names the problem instead of letting a bad
     array fail deep inside numpy or, worse, produce NaN scores.  Integer input is refused
     rather than converted, since quantizing integer codes as if they were features is
-    almost always a mistake (use ``X.astype(np.float32)`` to mean it).  ``check_finite``
+    almost always a mistake (use ``X.astype(np.float32)`` to mean it); so is long double
+    (float128), which no kernel computes in.  ``check_finite``
     False leaves the NaN/inf check to a kernel that makes it in its own pass.
     """
     if not (isinstance(X, np.ndarray) or is_cupy_array(X)):
@@ -61,16 +62,41 @@ def check_features(X, *, name: str = "X", n_features: int | None = None,
         raise TypeError(
             f"{name} has dtype {X.dtype}; features must be floating point "
             f"(convert explicitly, e.g. {name}.astype(numpy.float32))")
+    if X.dtype.itemsize > 8:
+        raise TypeError(
+            f"{name} has dtype {X.dtype}; dnnstress computes in float32 or float64, and "
+            f"long double would be silently rounded (convert explicitly, e.g. "
+            f"{name}.astype(numpy.float64))")
     if not allow_empty and (X.shape[0] == 0 or X.shape[1] == 0):
         raise ValueError(f"{name} is empty (shape {X.shape})")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(
             f"{name} has {X.shape[1]} features but the stressor was fitted on {n_features}")
     if check_finite and X.size:
-        bad = count_nonfinite(X)
-        if bad:
-            raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+        raise_if_nonfinite(count_nonfinite(X), name)
     return X
+
+
+def raise_if_nonfinite(count: int, name: str = "X") -> None:
+    """The one error for NaN/inf input, whichever pass counted it (numpy, a kernel)."""
+    if count:
+        raise ValueError(f"{name} contains {count} NaN or infinite value(s)")
+
+
+def astype_exact(X, dtype):
+    """``X`` as float32 or float64 with IEEE rounding on every backend.
+
+    On CuPy, ``astype`` between float32 and float64 runs under -ftz=true and flushes
+    float32 subnormals to zero; dnnstress's own conversion kernel does not.
+    """
+    dtype = np.dtype(dtype)
+    if is_cupy_array(X) and X.dtype != dtype and {X.dtype, dtype} <= _FLOATS:
+        from dnnstress import _cuda
+        return _cuda.convert(X, dtype)
+    return X.astype(dtype)
+
+
+_FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
 
 
 def count_nonfinite(X) -> int:
@@ -93,7 +119,13 @@ def _cupy_nonfinite_counter():
 
 
 def check_count(value, name: str, low: int, high: int) -> int:
-    """An integer parameter in ``[low, high]``, or a ValueError/TypeError naming it."""
+    """An integer parameter in ``[low, high]``, or a ValueError/TypeError naming it.
+
+    ``bool`` (and numpy's bool) is refused although Python treats True as 1: a count
+    given as True is a mistake, not a request for one level.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
     try:
         value = operator.index(value)
     except TypeError:

@@ -30,3 +30,19 @@ def cupy():
     """The cupy module, or a visible skip."""
     return _cupy_or_skip()
 
+
+
+def _runs_on_cupy(item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return "cupy" in getattr(item, "fixturenames", ()) or (
+        callspec is not None and callspec.params.get("xp") == "cupy")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuse to run a CuPy test without the ``gpu`` marker: ``pytest -m gpu`` (the
+    device check) would silently leave it out."""
+    unmarked = [item.nodeid for item in items
+                if _runs_on_cupy(item) and item.get_closest_marker("gpu") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that take the cupy fixture (or xp's cupy param) "
+                                "need @pytest.mark.gpu: " + ", ".join(unmarked))

@@ -11,11 +11,13 @@ import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cuda_host import quantizer_problem
 from dnnstress import _cuda
 from dnnstress.stress import _packing, _uniform, bits_for_levels
 
@@ -31,6 +33,25 @@ def test_every_source_file_is_known():
     assert sorted(p.name for p in KERNEL_DIR.glob("*.cu")) == sorted(_cuda.entry_points())
 
 
+def test_every_inline_ptx_has_a_host_branch():
+    """Each asm statement sits inside #ifdef __CUDA_ARCH__ (the host build of the tests
+    compiles the #else branch), so no source is rewritten to run on the CPU."""
+    for path in KERNEL_DIR.glob("*.cu"):
+        depth_in_device = 0
+        stack = []
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith("#if"):
+                stack.append(stripped == "#ifdef __CUDA_ARCH__")
+            elif stripped.startswith("#else") and stack:
+                stack[-1] = False
+            elif stripped.startswith("#endif") and stack:
+                stack.pop()
+            depth_in_device = any(stack)
+            if "asm(" in stripped:
+                assert depth_in_device, f"{path.name}: unguarded PTX: {stripped}"
+
+
 @pytest.mark.parametrize("name", sorted(_cuda.entry_points()))
 def test_loader_reads_the_kernel_sources(name):
     assert _cuda.kernel_source(name) == (KERNEL_DIR / name).read_text()
@@ -39,10 +60,12 @@ def test_loader_reads_the_kernel_sources(name):
 @pytest.mark.skipif(NVCC is None, reason="nvcc is not on PATH: CUDA sources not compiled")
 @pytest.mark.parametrize("name", sorted(_cuda.entry_points()))
 def test_compiles_to_ptx_for_hopper(name, tmp_path):
-    """nvcc with the NVRTC options of dnnstress._cuda; every entry point the wrappers
-    launch is in the PTX, and --fmad=false left no floating-point FMA in it."""
+    """nvcc with the options CuPy's NVRTC compilation gets (ours plus the -ftz=true CuPy
+    appends); every entry point the wrappers launch is in the PTX, and no instruction
+    flushes subnormals (.ftz) or fuses a multiply-add (fma)."""
     ptx = tmp_path / f"{name}.ptx"
-    options = [o.replace("--std=", "-std=") for o in _cuda.NVRTC_OPTIONS]
+    options = [o.replace("--std=", "-std=")
+               for o in (*_cuda.NVRTC_OPTIONS, *_cuda.CUPY_APPENDED_OPTIONS)]
     result = subprocess.run([NVCC, "--ptx", "-arch=sm_90", *options, "-o", str(ptx),
                              str(KERNEL_DIR / name)], check=False, capture_output=True,
                             text=True, timeout=300)
@@ -50,7 +73,21 @@ def test_compiles_to_ptx_for_hopper(name, tmp_path):
     text = ptx.read_text()
     entries = set(re.findall(r"\.entry\s+(\w+)\(", text))
     assert set(_cuda.entry_points()[name]) <= entries
-    assert "fma.rn" not in text
+    assert ".ftz" not in text
+    assert "fma" not in text
+
+
+def test_the_ptx_check_sees_what_cupy_would_flush(tmp_path):
+    """The compile test's premise: with CuPy's -ftz=true, plain float arithmetic does
+    compile to .ftz instructions (so finding none in our PTX means something)."""
+    if NVCC is None:
+        pytest.skip("nvcc is not on PATH")
+    source = tmp_path / "plain.cu"
+    source.write_text('extern "C" __global__ void f(float* x) { x[0] = x[0] * x[1] + 1.0f; }')
+    ptx = tmp_path / "plain.ptx"
+    subprocess.run([NVCC, "--ptx", "-arch=sm_90", *_cuda.CUPY_APPENDED_OPTIONS, "-o",
+                    str(ptx), str(source)], check=True, capture_output=True, timeout=300)
+    assert ".ftz" in ptx.read_text()
 
 
 def load_nvrtc():
@@ -83,7 +120,8 @@ def test_compiles_with_nvrtc_as_cupy_does(name):
     source = _cuda.kernel_source(name).encode()
     assert NVRTC.nvrtcCreateProgram(ctypes.byref(program), source, name.encode(), 0,
                                     None, None) == 0
-    options = [o.encode() for o in (*_cuda.NVRTC_OPTIONS, "--gpu-architecture=sm_90")]
+    options = [o.encode() for o in (*_cuda.NVRTC_OPTIONS, *_cuda.CUPY_APPENDED_OPTIONS,
+                                    "--gpu-architecture=sm_90")]
     status = NVRTC.nvrtcCompileProgram(program, len(options),
                                        (ctypes.c_char_p * len(options))(*options))
     size = ctypes.c_size_t()
@@ -94,22 +132,30 @@ def test_compiles_with_nvrtc_as_cupy_does(name):
     assert status == 0 and not log.value.strip(), log.value.decode()
 
 
+# --- the gpu marker (CPU) -----------------------------------------------------------
+
+def test_unmarked_cupy_tests_are_refused_at_collection(tmp_path):
+    """tests/conftest.py fails the collection of a CuPy test without @pytest.mark.gpu
+    (fixture or xp param), and accepts the marked ones."""
+    (tmp_path / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
+    (tmp_path / "test_probe.py").write_text(
+        "import pytest\n"
+        "def test_fixture_unmarked(cupy): pass\n"
+        "@pytest.mark.parametrize('xp', ['numpy', 'cupy'])\n"
+        "def test_xp_unmarked(xp): pass\n"
+        "def test_xp_fixture(xp): pass\n"  # conftest's xp marks its cupy param
+        "@pytest.mark.gpu\n"
+        "def test_fixture_marked(cupy): pass\n")
+    result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                             "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
+                            capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode != 0
+    refused = (result.stdout + result.stderr).split("need @pytest.mark.gpu: ")[1]
+    names = {node.split("::")[1] for node in refused.split()[0:10] if "::" in node}
+    assert {n.rstrip(",") for n in names} == {"test_fixture_unmarked", "test_xp_unmarked[cupy]"}
+
+
 # --- the kernels against their twins (GPU) --------------------------------------------
-
-def quantizer_problem(rng, n, d, dtype, h):
-    """Fitted (lo, step) and test rows: constant dimensions, values outside the training
-    range, and values on the bin edges (where the tie rule decides the code)."""
-    train = rng.standard_normal((50, d)) * rng.uniform(0.1, 10, size=d) + rng.normal(size=d)
-    train[:, ::4] = rng.normal(size=train[:, ::4].shape[1])  # constant dimensions
-    train = train.astype(dtype)
-    lo = train.min(axis=0).astype(np.float64)
-    step = (train.max(axis=0).astype(np.float64) - lo) / h
-    X = rng.standard_normal((n, d)) * 1.5 * (train.std(axis=0) + 1) + train.mean(axis=0)
-    edges = lo + rng.integers(-1, h + 2, size=(n, d)) * step
-    X = np.where(rng.random((n, d)) < 0.3, edges, X).astype(dtype)
-    X[0], X[-1] = train.min(axis=0), train.max(axis=0)
-    return X, lo, step
-
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", FLOATS)

@@ -228,8 +228,103 @@ def test_out_must_not_overlap_the_input_nor_be_read_only():
         q.transform(X, out=frozen)
 
 
+@pytest.mark.gpu
 def test_out_on_the_wrong_backend_is_named(cupy):
     X = cupy.asarray(np.random.default_rng(3).standard_normal((40, 9)).astype(np.float32))
     q = UniformQuantizer(6).fit(X)
     with pytest.raises(TypeError, match="cupy array"):
         q.transform(X, out=np.empty((40, 9), np.float32))
+
+
+# --- ranges at the limits of the input's type (issue 13, item 6) ----------------------
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("per_dimension", [False, True])
+@pytest.mark.parametrize("dtype, high", [(np.float32, F32_MAX), (np.float64, 1.7e308)])
+def test_a_range_wider_than_the_dtype_is_refused_with_the_reason(dtype, high, per_dimension):
+    X = np.array([[-high, 0.0], [high, 1.0]], dtype=dtype)
+    q = UniformQuantizer(4, per_dimension=per_dimension)
+    with pytest.raises(ValueError, match=f"dimension 0.*wider than {np.dtype(dtype).name}"):
+        q.fit(X)
+    assert not hasattr(q, "step_")
+
+
+@pytest.mark.parametrize("h", [1, 2, 27, 65536])
+def test_ranges_near_the_float32_limit_stay_finite_and_exact(h):
+    """Range 3.4e38 (max - min just representable) and test values whose distance to
+    the minimum overflows: codes clamp, centres stay finite, numpy twin = CPU kernel,
+    and every value is the nearest centre of the float64 formula."""
+    half = np.float32(F32_MAX / 2)
+    train = np.array([[-half, -F32_MAX], [half, 0.0]], dtype=np.float32)
+    test = np.array([[-half, -F32_MAX], [half, 0.0], [F32_MAX, F32_MAX],
+                     [-F32_MAX, -F32_MAX], [0.0, -1e38]], dtype=np.float32)
+    q = UniformQuantizer(h, per_dimension=True).fit(train)
+    out = q.transform(test)
+    assert np.isfinite(out).all()
+    lo, step = q.data_min_, q.step_
+    np.testing.assert_array_equal(out, _uniform.reconstruct(test, lo, step, h))
+    codes = q.encode(test)
+    np.testing.assert_array_equal(codes[2], [h - 1, h - 1])  # beyond the top: last centre
+    np.testing.assert_array_equal(codes[3], [0, 0])
+    centres = lo + (codes + 0.5) * step  # in float64: float32 rounds each term by 2**-24
+    np.testing.assert_allclose(out, centres, rtol=0, atol=1e-6 * F32_MAX)
+
+
+def test_subnormal_ranges():
+    """A range of a few subnormals: a step that rounds to 0 in float32 makes a constant
+    dimension (every value to the minimum), a subnormal step is kept: no inf, no NaN."""
+    tiny = float(np.finfo(np.float32).smallest_subnormal)  # 2**-149
+    train = np.array([[0.0, 0.0], [4 * tiny, 1e-40]], dtype=np.float32)
+    q = UniformQuantizer(27, per_dimension=True).fit(train)  # steps 0.15 tiny and 3.7e-42
+    test = np.array([[0.0, 0.0], [4 * tiny, 1e-40], [2 * tiny, 5e-41], [1.0, -1.0]],
+                    dtype=np.float32)
+    out = q.transform(test)
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out[:, 0], 0.0)  # step rounded to 0: the minimum
+    assert (q.encode(test)[:, 0] == 0).all()
+    step = np.float32(q.step_[1])
+    with np.errstate(over="ignore"):  # -1 / 3.7e-42 overflows to -inf: the first code
+        code = np.clip(np.ceil(test[:, 1] / step) - 1, 0, 26)
+    expected = step * (code + np.float32(0.5))
+    np.testing.assert_array_equal(out[:, 1], expected.astype(np.float32))
+    assert 0 < abs(out[2, 1]) < np.finfo(np.float32).tiny  # subnormal centre, not flushed
+
+
+def test_a_float64_range_applied_to_float32_must_fit_float32():
+    q = UniformQuantizer(4).fit(np.array([[-1e300], [1e300]]))
+    with pytest.raises(ValueError, match="wider than float32"):
+        q.transform(np.zeros((2, 1), np.float32))
+
+
+# --- parameters and inputs that are not what they seem (issue 13, items 8 and 9) -------
+
+@pytest.mark.parametrize("flag", [True, False, np.True_])
+def test_a_bool_is_not_a_number_of_levels(flag):
+    with pytest.raises(TypeError, match="n_levels must be an integer"):
+        UniformQuantizer(flag).fit(np.zeros((3, 2)))
+
+
+def test_unpack_refuses_bytes_and_an_unfitted_quantizer():
+    from sklearn.exceptions import NotFittedError
+
+    X = np.random.default_rng(0).standard_normal((4, 3))
+    with pytest.raises(NotFittedError):
+        UniformQuantizer(4).unpack(np.zeros((4, 1), np.uint8))
+    q = UniformQuantizer(4).fit(X)
+    packed = q.pack(X)
+    for n_rows in (None, 4):
+        with pytest.raises(TypeError, match="got bytes"):
+            q.unpack(packed.tobytes(), n_rows=n_rows)
+
+
+def test_long_double_input_is_refused_clearly():
+    X = np.zeros((3, 2), dtype=np.longdouble)
+    if X.dtype.itemsize <= 8:
+        pytest.skip("long double is float64 on this platform")
+    with pytest.raises(TypeError, match="float128.*astype"):
+        UniformQuantizer(4).fit(X)
+    q = UniformQuantizer(4).fit(X.astype(np.float64))
+    with pytest.raises(TypeError, match="float128"):
+        q.transform(X)

@@ -21,9 +21,10 @@ STRESSORS = {
     "fc": lambda: make_fc(3, 5),
 }
 # Storage of one stressed 6-d vector: float32 for the unquantized outputs, ceil(log2 5) = 3
-# bits per quantized value, 64 - 40 bits left by Q-B.
+# bits per quantized value; Q-B erasing 40 bits of the float64 copy keeps the sign, the
+# 8 exponent bits and 52 - 40 = 12 of the 23 mantissa bits of the float32 value.
 BITS = {"identity": 6 * 32, "dr1": 3 * 32, "dr2": 3 * 32, "q1": 6 * 3, "q2": 6 * 3,
-        "qb": 6 * 24, "fc": 3 * 3}
+        "qb": 6 * 21, "fc": 3 * 3}
 
 
 @pytest.fixture
@@ -49,6 +50,7 @@ def test_numpy_in_numpy_out(name, features):
     assert type(out) is np.ndarray and out.shape[0] == features.shape[0]
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("name", STRESSORS)
 def test_cupy_in_cupy_out_and_same_result(name, features, cupy):
     device_x = cupy.asarray(features)
@@ -170,3 +172,37 @@ def test_non_finite_values_are_counted_on_every_backend(xp):
     X[1, 2], X[7, 0], X[49, 12] = np.nan, np.inf, -np.inf
     assert count_nonfinite(xp.asarray(X)) == 3
     assert count_nonfinite(xp.asarray(X[10:40])) == 0
+
+
+@pytest.mark.parametrize("stressor", [UniformQuantizer(True), RandomDrop(True),
+                                      PCADrop(np.True_), MantissaErasure(False)])
+def test_a_bool_is_not_a_count(stressor, features):
+    with pytest.raises(TypeError, match="must be an integer"):
+        stressor.fit(features)
+
+
+def test_mantissa_erasure_is_accounted_against_float32():
+    """Compression is never negative: erasing k <= 29 bits of the float64 copy of a
+    float32 gives the float32 back (32 bits still needed); past that, sign, 8 exponent
+    and 23 mantissa bits of the float32 are counted as they go."""
+    X = np.random.default_rng(3).standard_normal((20, 5)).astype(np.float32)
+    X[0, :3] = [1e-40, -np.finfo(np.float32).smallest_subnormal, np.finfo(np.float32).max]
+    widths = []
+    for k in range(65):
+        q = MantissaErasure(k).fit(X)
+        widths.append(q.bits_per_vector // 5)
+        if k <= 29:
+            np.testing.assert_array_equal(q.transform(X).astype(np.float32), X)
+    assert widths[:30] == [32] * 30
+    assert widths[30:53] == list(range(31, 8, -1))  # one mantissa bit per erased bit
+    assert widths[53:] == [9, 9, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0]  # 11-bit exponent, then sign
+    assert [MantissaErasure(k, dtype="float32").fit(X).bits_per_vector // 5
+            for k in range(33)] == list(range(32, -1, -1))
+
+
+@pytest.mark.parametrize("n_bits", [0, 1, 13, 23, 31, 32])
+def test_mantissa_erasure_on_float32_masks_the_features_own_bits(n_bits, features):
+    out = MantissaErasure(n_bits, dtype="float32").fit(features).transform(features)
+    assert out.dtype == np.float32
+    mask = np.uint32((0xFFFFFFFF << n_bits) & 0xFFFFFFFF)
+    np.testing.assert_array_equal(out.view(np.uint32), features.view(np.uint32) & mask)

@@ -19,7 +19,12 @@ to 65535 are integers in float32):
     value     lo + (code + 0.5) * step          no fused multiply-add
 
 A constant dimension therefore gets code 0 (t = 0) and value lo; values outside the
-training range clamp to the first or last centre.
+training range clamp to the first or last centre.  The callers keep two preconditions
+(``UniformQuantizer`` does): ``max - min`` is finite in X's type, and ``step`` is 0
+where it would round to 0 in X's type (else that dimension divides by zero).
+
+On CuPy, ``decode`` runs dnnstress's CUDA kernel instead of the formula: CuPy compiles
+its elementwise kernels with -ftz=true, which would flush float32 subnormal centres.
 """
 
 from __future__ import annotations
@@ -47,13 +52,21 @@ def encode(X, lo, step_or_inf, n_levels: int):
     xp = array_namespace(X)
     lo, step_or_inf = lo.astype(X.dtype), step_or_inf.astype(X.dtype)
     one = xp.asarray(1, dtype=X.dtype)  # keeps float32 arithmetic in float32
-    codes = xp.clip(xp.ceil((X - lo) / step_or_inf) - one, 0, n_levels - 1)
+    # x - lo may overflow to +-inf for a test value far outside the training range: the
+    # clip then gives it the first or last code, as for any value beyond the range.
+    with np.errstate(over="ignore"):
+        codes = xp.clip(xp.ceil((X - lo) / step_or_inf) - one, 0, n_levels - 1)
     return codes.astype(code_dtype(n_levels))
 
 
 def decode(codes, lo, step, dtype):
     """Bin centres for ``codes``: ``lo + (code + 0.5) * step``, computed in ``dtype``."""
     xp = array_namespace(codes)
+    if xp is not np:
+        from dnnstress import _cuda
+        if codes.dtype not in (np.uint8, np.uint16):
+            codes = codes.astype(np.uint16)  # the callers check codes < h <= 65536
+        return _cuda.decode(codes, lo, step, dtype)
     half = xp.asarray(0.5, dtype=dtype)
     return lo.astype(dtype) + (codes.astype(dtype) + half) * step.astype(dtype)
 

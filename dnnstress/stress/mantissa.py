@@ -4,16 +4,45 @@ Features are converted to float64 (or float32) and the lowest ``n_bits`` of thei
 754 representation are set to zero: first the mantissa, then (past 52 bits for float64)
 the exponent and finally the sign.  Clearing bits never produces an infinity or a NaN,
 so every output is finite; erasing all bits gives zeros.
+
+Storage is accounted against the float32 features the baseline stores (32 bits a
+value), not against the float64 container: a float32 widened to float64 has 29 zero
+mantissa bits at the bottom, so erasing up to 29 of them loses nothing and the vector
+still needs its 32 bits; compression is never negative.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from dnnstress._array import check_count
+from dnnstress._array import astype_exact, check_count
 from dnnstress.stress.base import Stressor
 
 _UINT_OF = {np.dtype(np.float64): np.uint64, np.dtype(np.float32): np.uint32}
+# (exponent bits, mantissa bits) of the IEEE formats; float32 is the accounting's unit.
+_FIELDS = {np.dtype(np.float64): (11, 52), np.dtype(np.float32): (8, 23)}
+
+
+def bits_kept(n_bits: int, dtype) -> int:
+    """Bits of a float32 value that survive erasing the low ``n_bits`` of its ``dtype`` copy.
+
+    Sign, exponent and mantissa are erased from the bottom up in ``dtype``'s layout;
+    each field then keeps at most as many bits as float32 has in it (the copy of a
+    float32 carries no more), so the count runs from 32 (nothing lost) down to 0.
+
+    Examples
+    --------
+    >>> [bits_kept(k, np.float64) for k in (0, 29, 30, 52, 63, 64)]
+    [32, 32, 31, 9, 1, 0]
+    >>> bits_kept(10, np.float32)
+    22
+    """
+    exponent, mantissa = _FIELDS[np.dtype(dtype)]
+    exponent32, mantissa32 = _FIELDS[np.dtype(np.float32)]
+    mantissa_left = max(0, mantissa - n_bits)
+    exponent_left = min(exponent, max(0, exponent + mantissa - n_bits))
+    sign_left = int(n_bits < 1 + exponent + mantissa)
+    return sign_left + min(exponent32, exponent_left) + min(mantissa32, mantissa_left)
 
 
 class MantissaErasure(Stressor):
@@ -24,8 +53,13 @@ class MantissaErasure(Stressor):
     n_bits : int
         Bits erased, 0 to the width of ``dtype`` (64 or 32).
     dtype : {"float64", "float32"}, default "float64"
-        Representation whose bits are erased; the authors used float64.  The output
-        has this dtype.
+        Representation whose bits are erased; the authors used float64, float32 erases
+        the features' own bits.  The output has this dtype.
+
+    Notes
+    -----
+    ``bits_per_vector`` counts the bits of information kept (:func:`bits_kept`), at
+    most the 32 of a float32 value: with float64, erasing up to 29 bits costs nothing.
     """
 
     def __init__(self, n_bits, dtype="float64"):
@@ -41,9 +75,10 @@ class MantissaErasure(Stressor):
 
     @property
     def bits_per_vector(self) -> int:
-        """Bits that still carry information: (width - n_bits) per value."""
+        """Bits that still carry information, :func:`bits_kept` per value."""
+        self._check_fitted()
         dtype, n_bits = self._check_params()
-        return (8 * dtype.itemsize - n_bits) * self.n_features_out_
+        return bits_kept(n_bits, dtype) * self.n_features_out_
 
     def transform(self, X):
         X = self._validate_transform_input(X)
@@ -51,7 +86,7 @@ class MantissaErasure(Stressor):
         uint = _UINT_OF[dtype]
         width = 8 * dtype.itemsize
         keep_mask = uint(((1 << width) - 1) ^ ((1 << n_bits) - 1))
-        bits = X.astype(dtype).view(uint)  # astype copies, so the view is ours to modify
+        bits = astype_exact(X, dtype).view(uint)  # a copy, so the view is ours to modify
         bits &= keep_mask
         return bits.view(dtype)
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnstress._array import array_namespace, is_cupy_array
+from dnnstress._array import array_namespace, astype_exact, check_count, is_cupy_array
 from dnnstress.stress import _uniform
 from dnnstress.stress.accounting import bits_for_levels
-from dnnstress._array import check_count
 from dnnstress.stress.base import Stressor, like
 
 
 def _kernels_for(X):
     """The fused kernels of ``X``'s backend: numba on the CPU, CUDA on the GPU."""
+    if not (isinstance(X, np.ndarray) or is_cupy_array(X)):
+        raise TypeError(f"expected a numpy or CuPy array, got {type(X).__name__}")
     if is_cupy_array(X):
         from dnnstress import _cuda
         return _cuda
@@ -36,7 +37,7 @@ class UniformQuantizer(Stressor):
     Parameters
     ----------
     n_levels : int
-        Number of values ``h`` each dimension may take, 1 to 65536.
+        Number of values ``h`` each dimension may take, 1 to 65536 (not a bool).
     per_dimension : bool, default False
         False is the paper's Q-1 (the global training min and max); True is Q-2 (each
         dimension's own training min and max).
@@ -56,6 +57,16 @@ class UniformQuantizer(Stressor):
     dtype_ : dtype
         Floating type of the training features, the default of ``decode``/``unpack``.
 
+    Notes
+    -----
+    The range is fitted in float64 (exactly: min and max need no rounding) and the
+    arithmetic runs in the input's type.  ``fit`` refuses a training range wider than
+    that type can hold (``max - min`` above about 3.4e38 for float32, or infinite):
+    steps and centres would overflow to inf or NaN.  A step too small for the type
+    (below half its smallest subnormal, a range under about ``h * 1.4e-45`` in float32)
+    rounds to 0 there, and the dimension is quantized as a constant one (every value
+    to the training minimum) instead of dividing by zero.
+
     Examples
     --------
     >>> import numpy as np
@@ -71,16 +82,11 @@ class UniformQuantizer(Stressor):
     def fit(self, X, y=None):
         self._validate_fit_input(X)
         h = check_count(self.n_levels, "n_levels", 1, _uniform.MAX_LEVELS)
-        xp = array_namespace(X)
-        if self.per_dimension:
-            low, high = xp.min(X, axis=0), xp.max(X, axis=0)
-        else:
-            d = X.shape[1]
-            low, high = xp.full(d, float(xp.min(X))), xp.full(d, float(xp.max(X)))
+        low, high = _training_range(X, self.per_dimension)
+        _check_range_fits(low, high, X.dtype)
         self.n_levels_ = h
-        self.data_min_ = low.astype(np.float64)
-        self.data_max_ = high.astype(np.float64)
-        self.step_ = (self.data_max_ - self.data_min_) / h
+        self.data_min_, self.data_max_ = low, high
+        self.step_ = (high - low) / h
         self.bits_per_value_ = bits_for_levels(h)
         self.dtype_ = X.dtype
         self.n_features_out_ = X.shape[1]
@@ -99,13 +105,13 @@ class UniformQuantizer(Stressor):
         reuse one buffer); if ``X`` holds NaN or inf, the ValueError leaves ``out`` with
         garbage.
         """
-        X = self._validate_transform_input(X, check_finite=_needs_finite_check(X))
+        X = self._validate_transform_input(X, check_finite=False)  # the kernels count
         lo, step = self._params_like(X)
         return _kernels_for(X).reconstruct(_contiguous(X), lo, step, self.n_levels_, out=out)
 
     def encode(self, X, out=None):
         """Integer bin indices, uint8 for h <= 256, uint16 above (into ``out`` if given)."""
-        X = self._validate_transform_input(X, check_finite=_needs_finite_check(X))
+        X = self._validate_transform_input(X, check_finite=False)  # the kernels count
         lo, step = self._params_like(X)
         return _kernels_for(X).encode(_contiguous(X), lo, step, self.n_levels_, out=out)
 
@@ -122,13 +128,34 @@ class UniformQuantizer(Stressor):
 
     def unpack(self, packed, n_rows=None, dtype=None):
         """Reconstruction from ``pack``'s bytes (2-D, or flat with ``n_rows`` given)."""
+        self._check_packed_input(packed)
         if n_rows is not None:
             packed = packed.reshape(n_rows, -1)
         codes = _kernels_for(packed).unpack(packed, self.bits_per_value_, self.n_features_out_)
         return self.decode(codes, dtype)
 
     def _params_like(self, X):
-        return like(self.data_min_, X), like(self.step_, X)
+        """``data_min_`` and ``step_`` on X's backend, fit for arithmetic in X's dtype.
+
+        A step that rounds to 0 in that dtype becomes 0 (a constant dimension), decided
+        in float64 so that no device cast can flush it; a fitted range X's dtype cannot
+        hold (fitted on float64, applied to float32) is refused.
+        """
+        lo, step = like(self.data_min_, X), like(self.step_, X)
+        # Codes (decode) are decoded in the training dtype unless told otherwise.
+        dtype = np.dtype(X.dtype if np.issubdtype(X.dtype, np.floating) else self.dtype_)
+        if dtype.itemsize < np.dtype(self.dtype_).itemsize:
+            _check_range_fits(lo, like(self.data_max_, X), dtype)
+        if dtype != np.float64:
+            xp = array_namespace(step)
+            smallest = float(np.finfo(dtype).smallest_subnormal)
+            step = xp.where(step > smallest / 2, step, 0.0)
+        return lo, step
+
+    def _check_packed_input(self, packed):
+        """Unfitted: NotFittedError; not an array (``bytes``, a list): a TypeError."""
+        self._check_fitted()
+        _kernels_for(packed)
 
     def _check_codes(self, codes):
         self._check_fitted()
@@ -142,10 +169,36 @@ class UniformQuantizer(Stressor):
             raise ValueError(f"codes must lie in [0, {self.n_levels_ - 1}]")
 
 
-def _needs_finite_check(X) -> bool:
-    """Whether ``X`` needs a separate NaN/inf check: the CPU kernels make it in their own
-    pass (saving a second read of the data), the CUDA kernels do not."""
-    return is_cupy_array(X)
+def _training_range(X, per_dimension: bool):
+    """Training min and max per dimension, as float64 (d,) arrays on X's backend.
+
+    Exact: min and max pick values, and float32 -> float64 is exact, done on the GPU by
+    our own kernel since CuPy's reductions and casts flush float32 subnormals.
+    """
+    xp = array_namespace(X)
+    if is_cupy_array(X):
+        X = astype_exact(X, np.float64)
+    if per_dimension:
+        return xp.min(X, axis=0).astype(np.float64), xp.max(X, axis=0).astype(np.float64)
+    d = X.shape[1]
+    return xp.full(d, float(xp.min(X))), xp.full(d, float(xp.max(X)))
+
+
+def _check_range_fits(low, high, dtype) -> None:
+    """Refuse a range whose width (or ends) overflows ``dtype``: steps and centres
+    computed in it would be inf or NaN, and the input would be blamed for them."""
+    xp = array_namespace(low)
+    limit = float(np.finfo(dtype).max)
+    with np.errstate(over="ignore"):  # an infinite span is what this check reports
+        span = high - low
+    fits = (span <= limit) & (xp.abs(low) <= limit) & (xp.abs(high) <= limit)
+    if not bool(xp.all(fits)):
+        j = int(xp.argmin(fits))
+        raise ValueError(
+            f"the training range of dimension {j}, [{float(low[j]):.6g}, "
+            f"{float(high[j]):.6g}], is wider than {np.dtype(dtype).name} can hold "
+            f"(max - min = {float(span[j]):.6g} > {limit:.6g}): its quantization steps "
+            f"would overflow; rescale the features")
 
 
 def _contiguous(X):
