@@ -61,7 +61,9 @@ from dnnstress._array import (array_namespace, check_features, count_nonfinite,
                               is_cupy_array, to_numpy)
 from dnnstress.metrics import label_matrix
 
-__all__ = ["IgnoredLabelWarning", "LinearSVM", "fit_linear_svms", "l2_normalize"]
+__all__ = ["IgnoredLabelWarning", "LinearSVM", "SOLVERS", "fit_linear_svms", "l2_normalize"]
+
+SOLVERS = ("ours", "cuml")
 
 
 class IgnoredLabelWarning(UserWarning):
@@ -87,7 +89,7 @@ def l2_normalize(X):
     (relative difference <= 4 eps of the dtype).
     """
     check_features(X, allow_empty=True, check_finite=is_cupy_array(X))
-    X = _at_least_float32(X)
+    X = at_least_float32(X)
     if is_cupy_array(X):
         return _l2_normalize_array_api(X)
     out = np.empty(X.shape, dtype=X.dtype)
@@ -147,7 +149,7 @@ def _l2_normalize_kernel():
 
 
 def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=1000,
-                    warm_start=None):
+                    warm_start=None, solver="ours"):
     """Train ``B * L`` L2-regularised squared-hinge linear SVMs at once.
 
     Parameters
@@ -178,6 +180,14 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
         Initial point, e.g. the solution of a neighbouring configuration (Q-2 with one
         level fewer).  ``W0`` has shape (L, d') or (B, L, d') with d' <= d (missing
         trailing columns start at 0), ``b0`` shape (L,) or (B, L), as returned.
+    solver : {"ours", "cuml"}, default "ours"
+        "ours": the batched Newton-CG solver of this module, on numpy or CuPy.  "cuml":
+        RAPIDS cuML's ``LinearSVC`` (squared hinge, L2, ``penalized_intercept=True``:
+        LIBLINEAR's regularised bias with s = 1), one problem at a time, for comparison;
+        it ignores ``warm_start`` and needs cuML installed.  The default stays ours
+        because it batches all labels (and configurations) into each pass over X and
+        warm-starts, which cuML's one-problem-per-fit API cannot; on the CPU it measured
+        11-22x faster than LIBLINEAR (bench/RESULTS.md, ``dnnstress bench svm``).
 
     Returns
     -------
@@ -203,10 +213,15 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
     _check_positive(intercept_scaling, "intercept_scaling", allow_zero=True)
     _check_positive(tol, "tol")
     max_iter = _check_max_iter(max_iter)
-    V = _initial_point(warm_start, X, Y.shape[1], intercept_scaling, xp)
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     problem = _Problem(X, Y, float(C), float(intercept_scaling))
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below
-        V, info, overflowed = _truncated_newton(problem, V, float(tol), max_iter)
+        if solver == "cuml":
+            V, info, overflowed = _fit_cuml(problem, float(tol), max_iter)
+        else:
+            V = _initial_point(warm_start, X, Y.shape[1], intercept_scaling, xp)
+            V, info, overflowed = _truncated_newton(problem, V, float(tol), max_iter)
     d = X.shape[2]
     if (overflowed or not np.isfinite(info["objective"]).all()
             or count_nonfinite(V.reshape(-1, 1))):
@@ -278,6 +293,50 @@ class _Problem:
         """
         u = self.forward(P)
         return P + 2 * self.C * self.backward(D * u), u
+
+
+def cuml_linear_svc():
+    """cuML's ``LinearSVC`` class, or a RuntimeError saying why not and how to install."""
+    try:
+        from cuml.svm import LinearSVC
+    except ImportError as error:
+        raise RuntimeError(f"solver 'cuml' needs RAPIDS cuML, which failed to import "
+                           f"({error}); install it with: pip install cuml-cu12 "
+                           "(or cuml-cu13 for CUDA 13)") from None
+    return LinearSVC
+
+
+def _fit_cuml(problem, tol, max_iter):
+    """Every problem solved by cuML's LinearSVC; returns what _truncated_newton does."""
+    CumlLinearSVC = cuml_linear_svc()
+    if problem.s != 1.0:
+        raise ValueError("solver 'cuml' supports intercept_scaling=1 only (its bias "
+                         "feature is the constant 1)")
+    xp = problem.xp
+    B, _, d = problem.X.shape
+    Y = to_numpy(problem.y)
+    V = xp.zeros((B, d + 1, Y.shape[1]), dtype=problem.X.dtype)
+    for label in range(Y.shape[1]):
+        keep = np.flatnonzero(Y[:, label] != 0)
+        if np.unique(Y[keep, label]).size < 2:
+            # One class or none: no classifier to fit with cuML; our solver's exact
+            # answer (w = 0, the bias alone) is the same problem's solution.
+            sub = _Problem(problem.X, problem.y[:, label:label + 1], problem.C, 1.0)
+            start = xp.zeros((B, d + 1, 1), dtype=V.dtype)
+            V[:, :, label:label + 1] = _truncated_newton(sub, start, tol, max_iter)[0]
+            continue
+        for k in range(B):
+            svc = CumlLinearSVC(penalty="l2", loss="squared_hinge", C=problem.C,
+                                fit_intercept=True, penalized_intercept=True, tol=tol,
+                                max_iter=max_iter)
+            svc.fit(problem.X[k][xp.asarray(keep)], xp.asarray(Y[keep, label]))
+            V[k, :d, label] = xp.asarray(svc.coef_, dtype=V.dtype).reshape(-1)
+            V[k, d, label] = xp.asarray(svc.intercept_, dtype=V.dtype).reshape(-1)[0]
+    v = problem.hinge(problem.forward(V))
+    info = {"n_iter": np.zeros((B, Y.shape[1]), dtype=np.int64),
+            "converged": np.ones((B, Y.shape[1]), dtype=bool),
+            "objective": to_numpy(problem.objective(V, v)), "n_hessian_products": 0}
+    return V, info, False
 
 
 def _sync_interval(xp):
@@ -435,7 +494,7 @@ def _check_batch(X, xp):
     if X.shape[0] == 0:
         raise ValueError("X holds no versions (shape[0] == 0)")
     check_features(X.reshape(X.shape[0] * X.shape[1], X.shape[2]), name="X")
-    return _at_least_float32(X)
+    return at_least_float32(X)
 
 
 def _check_targets(Y, n_samples, xp):
@@ -453,7 +512,7 @@ def _check_targets(Y, n_samples, xp):
     return Y
 
 
-def _at_least_float32(X):
+def at_least_float32(X):
     """``X`` itself, or as float32 when its dtype is narrower (float16): float16's range
     (65504) overflows in the products and its 11-bit mantissa in the sums."""
     return X.astype(np.float32) if X.dtype.itemsize < 4 else X

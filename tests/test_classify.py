@@ -360,3 +360,74 @@ def test_compiled_l2_normalize_matches_the_array_api_twin(dtype):
     X[7, 5] = np.inf
     with pytest.raises(ValueError, match="1 NaN or infinite"):
         l2_normalize(X)
+
+
+def small_feature_set(dtype=np.float32):
+    """A 4-class problem of ReLU features (train 160, test 80, 24-d), as a FeatureSet."""
+    from dnnstress.features import FeatureSet
+    rng = np.random.default_rng(14)
+    means = rng.standard_normal((4, 24)) * 1.2
+    index = rng.integers(0, 4, 240)
+    X = np.maximum(means[index] + rng.standard_normal((240, 24)), 0) * 50
+    return FeatureSet(X[:160].astype(dtype), index[:160], X[160:].astype(dtype),
+                      index[160:])
+
+
+def sweep_scores(tmp_path, name, features, **kwargs):
+    from dnnstress.sweep import Grid, run_sweep
+    from dnnstress.sweep.store import read_results, row_key
+    grid = Grid(levels=(2, 3, 5, 9), fc_levels=(2, 4), dr_steps=(4, 10, 20),
+                fc_steps=(3, 6), erased_bits=(0, 40), repeats=1)
+    run_sweep(features, tmp_path / name, grid=grid, progress=False,
+              experiments="dr1,dr2,q1,q2,fc,qb", **kwargs)
+    return {row_key(row): float(row["score"]) for row in read_results(tmp_path / name)}
+
+
+def test_sweep_rows_do_not_depend_on_the_batch(tmp_path):
+    features = small_feature_set()
+    one = sweep_scores(tmp_path, "b1", features, batch=1)
+    eight = sweep_scores(tmp_path, "b8", features, batch=8)
+    assert one.keys() == eight.keys() and len(one) > 16
+    # Padding and batching change only rounding: at most one of 80 test predictions.
+    for key in one:
+        assert abs(one[key] - eight[key]) <= 1 / 80 + 1e-12, (key, one[key], eight[key])
+    assert sum(one[key] != eight[key] for key in one) <= 2
+
+
+def test_float16_features_score_as_their_float32_copy(tmp_path):
+    features = small_feature_set(np.float16)
+    as_float32 = small_feature_set(np.float16)
+    as_float32.train_x = as_float32.train_x.astype(np.float32)
+    as_float32.test_x = as_float32.test_x.astype(np.float32)
+    half = sweep_scores(tmp_path, "f16", features)
+    single = sweep_scores(tmp_path, "f32", as_float32)
+    assert half == single  # every row, Q-B included: the sweep runs in float32
+    baseline = [key for key in half if key[0] == "baseline"][0]
+    assert half[baseline] > 0.5  # well above chance (0.25)
+
+
+def test_cuml_solver_matches_ours():
+    pytest.importorskip("cuml", reason="cuML (RAPIDS) is not installed")
+    X, Y = relu_features(np.random.default_rng(15), 300, 40, 3, signal=0.8)
+    Y[:5, 0] = 0
+    _, _, ours = fit_linear_svms(X[None], Y, tol=1e-6)
+    W, b, theirs = fit_linear_svms(X[None], Y, tol=1e-6, solver="cuml")
+    np.testing.assert_allclose(theirs["objective"], ours["objective"], rtol=1e-3)
+    for label in range(3):
+        ref = objective(W[0, label], b[0, label], X, Y[:, label])
+        np.testing.assert_allclose(theirs["objective"][0, label], ref, rtol=1e-5)
+
+
+def test_missing_cuml_is_a_clear_error(monkeypatch, tmp_path):
+    import sys
+    monkeypatch.setitem(sys.modules, "cuml", None)  # import cuml now fails everywhere
+    X, Y = relu_features(np.random.default_rng(16), 50, 5, 1, signal=1.0)
+    with pytest.raises(RuntimeError, match="pip install cuml-cu12"):
+        fit_linear_svms(X[None], Y, solver="cuml")
+    from dnnstress.sweep import run_sweep
+    with pytest.raises(RuntimeError, match="needs RAPIDS cuML"):
+        run_sweep(small_feature_set(), tmp_path / "out", experiments="baseline",
+                  solver="cuml", progress=False)
+    assert not (tmp_path / "out" / "results.csv").exists()  # refused before writing
+    with pytest.raises(ValueError, match="solver must be one of"):
+        fit_linear_svms(X[None], Y, solver="liblinear")

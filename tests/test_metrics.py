@@ -171,7 +171,21 @@ def test_score_predictions_picks_the_metric():
     (lambda: accuracy(np.array([]), np.array([])), "empty"),
     (lambda: accuracy(np.ones(3), np.ones(2)), "shape mismatch"),
     (lambda: score_predictions(np.ones((3, 2)), np.ones(4)), "rows"),
+    (lambda: average_precision(np.ones(3), np.array([1.0, np.nan, -1.0])), "NaN"),
+    (lambda: accuracy(np.array([0.0, np.nan]), np.array([0.0, 1.0])), "NaN"),
 ])
 def test_bad_input_is_refused_clearly(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_boolean_labels_mean_positive_or_negative_never_ignored():
+    scores = np.array([0.9, 0.8, 0.7, 0.1])
+    present = np.array([True, False, True, False])
+    signed = np.where(present, 1, -1)
+    assert average_precision(scores, present) == average_precision(scores, signed)
+    # Read as 0 ("ignored"), False would have made the ranking perfect: AP 1.
+    assert average_precision(scores, present) < 1.0
+    matrix = np.stack([present, ~present], axis=1)
+    assert mean_average_precision(np.stack([scores, -scores], axis=1), matrix) == \
+        mean_average_precision(np.stack([scores, -scores], axis=1), np.where(matrix, 1, -1))

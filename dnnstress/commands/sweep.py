@@ -8,7 +8,9 @@ from pathlib import Path
 from dnnstress.commands._common import (add_json_argument, add_out_argument,
                                         add_quiet_argument, add_seed_argument,
                                         add_threads_argument, human_output, output_folder,
-                                        params_of, show_progress, write_json)
+                                        _positive_int, params_of, show_progress,
+                                        write_json)
+from dnnstress.classify import SOLVERS
 from dnnstress.sweep import EXPERIMENTS, Grid, parse_experiments, parse_int_list
 from dnnstress.sweep.runner import AP_METHODS, DEVICES, NORMALIZE, Sweep
 
@@ -50,12 +52,23 @@ def add_parser(subparsers):
     parser.add_argument("--ap-method", choices=AP_METHODS, default="voc07",
                         help="average precision of multi-label data: VOC 2007 11-point "
                              "interpolated or area under the PR curve (default %(default)s)")
+    parser.add_argument("--solver", choices=SOLVERS, default="ours",
+                        help="SVM solver: our batched Newton-CG, or cuML's LinearSVC (needs "
+                             "cuML; for comparison) (default %(default)s)")
+    parser.add_argument("--batch", type=_batch_argument, default="auto",
+                        help="configurations trained per solver call, or 'auto' (8 on "
+                             "cuda, 1 on cpu) (default %(default)s)")
     add_threads_argument(parser)
     add_quiet_argument(parser)
     add_json_argument(parser, what="a summary of the run (rows written and skipped, "
                                    "seconds, paths)")
     parser.set_defaults(func=run)
     return parser
+
+
+def _batch_argument(text: str):
+    """argparse type of ``--batch``: a positive integer or "auto"."""
+    return text if text == "auto" else _positive_int(text)
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -91,7 +104,8 @@ def run(args) -> int:
         sweep = Sweep(args.features, args.out, experiments=args.experiments,
                       grid=grid_from_args(args), device=args.device,
                       normalize=args.normalize, progress=show_progress(args),
-                      ap_method=args.ap_method).run()
+                      ap_method=args.ap_method, solver=args.solver,
+                      batch=args.batch).run()
         print(f"{sweep.written} row(s) written, {sweep.skipped} already present, "
               f"{sweep.seconds:.1f} s -> {sweep.results_path}")
     write_json(args, "sweep", params_of(args), sweep_summary(sweep))

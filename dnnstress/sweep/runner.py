@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from dnnstress import __version__
-from dnnstress.classify import fit_linear_svms, l2_normalize, one_vs_rest_targets
+from dnnstress.classify import (SOLVERS, at_least_float32, cuml_linear_svc, fit_linear_svms,
+                                l2_normalize, one_vs_rest_targets)
 from dnnstress.devices import DEVICES, check_device
 from dnnstress.features import FeatureSet
 from dnnstress.metrics import score_predictions
@@ -32,7 +33,8 @@ AP_METHODS = ("voc07", "area")
 
 def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None = None,
               device: str = "cpu", normalize: str = "after", progress: bool = True,
-              C: float = 1.0, ap_method: str = "voc07") -> Path:
+              C: float = 1.0, ap_method: str = "voc07", solver: str = "ours",
+              batch="auto") -> Path:
     """Run the stress experiments on ``features``; return the path of ``results.csv``.
 
     Every finished configuration is appended to ``out_dir/results.csv`` at once, and a
@@ -62,6 +64,14 @@ def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None =
         SVM loss weight (the paper's LIBLINEAR default, C = 1).
     ap_method : {"voc07", "area"}
         Average precision of multi-label data: VOC 2007 11-point or area under PR.
+    solver : {"ours", "cuml"}
+        The SVM solver (:func:`dnnstress.classify.fit_linear_svms`): our batched one, or
+        cuML's LinearSVC for comparison (needs cuML).
+    batch : int or "auto"
+        Configurations trained together in one solver call, zero-padded to the widest
+        (rows do not depend on it, to solver tolerance).  "auto": 8 on "cuda", where one
+        call over B configurations saves launches and syncs, 1 on "cpu", where BLAS is
+        busy with one already and padding would only add work.
 
     Returns
     -------
@@ -69,7 +79,8 @@ def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None =
         ``out_dir/results.csv``.
     """
     sweep = Sweep(features, out_dir, experiments=experiments, grid=grid, device=device,
-                  normalize=normalize, progress=progress, C=C, ap_method=ap_method)
+                  normalize=normalize, progress=progress, C=C, ap_method=ap_method,
+                  solver=solver, batch=batch)
     return sweep.run().results_path
 
 
@@ -83,8 +94,9 @@ class Sweep:
 
     def __init__(self, features, out_dir, *, experiments=EXPERIMENTS, grid=None,
                  device="cpu", normalize="after", progress=True, C=1.0,
-                 ap_method="voc07"):
+                 ap_method="voc07", solver="ours", batch="auto"):
         grid = Grid() if grid is None else grid
+        self.solver, self.batch = _check_solver(solver), _batch_size(batch, device)
         if normalize not in NORMALIZE:
             raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
         if device not in DEVICES:
@@ -105,7 +117,7 @@ class Sweep:
             e for e in parse_experiments(experiments) if e != "baseline")
         self.grid, self.device, self.normalize = grid, device, normalize
         self.progress, self.C, self.ap_method = progress, C, ap_method
-        self.store = ResultsStore(out_dir, self._identity(), n_features=features.n_features)
+        self.store = ResultsStore(out_dir, self._identity())
         self.results_path = self.store.results_path
         self.written = self.skipped = 0
         self.seconds = 0.0
@@ -129,16 +141,9 @@ class Sweep:
                 "normalize": self.normalize}
 
     def run(self) -> Sweep:
-        """Compute every pending row, appending each to ``results.csv``; returns self.
-
-        Raises ``RuntimeError`` when another sweep is writing to the same folder.
-        """
-        with self.store:  # the folder's lock, released however the run ends
-            return self._run_locked()
-
-    def _run_locked(self) -> Sweep:
+        """Compute every pending row, appending each to ``results.csv``; returns self."""
         start = time.perf_counter()
-        existing = self.store.open()
+        existing = self.store.open(self._run_info())
         done = {row_key(row) for row in existing}
         fs = self.features
         units = plan(self.experiments, self.grid, fs.n_features, fs.train_x.shape[0])
@@ -146,82 +151,136 @@ class Sweep:
         total = sum(len(unit.specs) for unit in units)
         self.skipped = total - len(pending)
         if pending:
-            # Recorded only when rows are computed: a rerun that finds everything done
-            # leaves sweep.json as it was.
-            self.store.start_run(self._run_info())
-            pipeline = _Pipeline(fs, self.device, self.normalize, self.C, self.ap_method)
+            pipeline = _Pipeline(fs, self.device, self.normalize, self.C, self.ap_method,
+                                 self.solver)
             baseline = _baseline_score(existing)
             # The baseline fit anchors every warm start; refit it when resuming.
             pending_or_anchor = pending | {units[0].specs[0].key}
             with _progress_bar(total, self.skipped, self.progress) as bar:
-                for unit in units:
-                    for row in _unit_rows(unit, pipeline, pending_or_anchor):
-                        if row["experiment"] == "baseline":
-                            baseline = row["score"]
-                        if row_key(row) not in pending:
-                            continue
-                        row["relative_score"] = row["score"] / baseline if baseline else None
-                        self.store.append(row)
-                        self.written += 1
-                        bar.update(1)
+                for row in _rows(units, pipeline, pending_or_anchor, self.batch):
+                    if row["experiment"] == "baseline":
+                        baseline = row["score"]
+                    if row_key(row) not in pending:
+                        continue
+                    row["relative_score"] = row["score"] / baseline if baseline else None
+                    self.store.append(row)
+                    self.written += 1
+                    bar.update(1)
         self.seconds = time.perf_counter() - start
         return self
 
 
-def _unit_rows(unit, pipeline, pending):
-    """Result rows (without ``relative_score``) of the pending configurations of a unit.
+def _check_solver(solver):
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver == "cuml":
+        cuml_linear_svc()  # before anything is written: a missing cuML is a clear error
+    return solver
 
-    ``wall_time_s`` of a row covers its stress, solve and scoring; the unit's shared fit
-    counts towards its first row.
+
+def _batch_size(batch, device):
+    """Configurations per solver call: ``batch``, or the device's choice for "auto"."""
+    if batch == "auto":
+        return 8 if device == "cuda" else 1
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer or 'auto', got {batch!r}")
+    return batch
+
+
+def _rows(units, pipeline, pending, batch):
+    """Result rows (without ``relative_score``) of the pending configurations, in order.
+
+    Configurations are trained ``batch`` at a time, across units; the first (the
+    baseline) alone, since its solution warm-starts all the others.  ``wall_time_s`` of
+    a row covers its stress and its share of the batch's solve and scoring; a unit's
+    shared fit counts towards its first row.
     """
+    waiting = []
+    for unit in units:
+        tick = time.perf_counter()
+        for stressed in unit.stress(pipeline.train_x, pipeline.test_x, pending):
+            waiting.append((stressed, time.perf_counter() - tick))
+            if pipeline.anchor is None or len(waiting) == batch:
+                yield from _trained_rows(waiting, pipeline)
+                waiting = []
+            tick = time.perf_counter()
+    yield from _trained_rows(waiting, pipeline)
+
+
+def _trained_rows(waiting, pipeline):
+    """The rows of ``waiting`` (stressed configuration, its stress seconds) pairs."""
+    if not waiting:
+        return
+    start = time.perf_counter()
+    scores = pipeline.train_and_score([stressed for stressed, _ in waiting])
+    share = (time.perf_counter() - start) / len(waiting)
     n = pipeline.n_features
-    tick = time.perf_counter()
-    for stressed in unit.stress(pipeline.train_x, pipeline.test_x, pending):
+    for (stressed, seconds), (score, metric) in zip(waiting, scores):
         spec, bits = stressed.spec, stressed.bits_per_vector
-        score, metric = pipeline.train_and_score(stressed)
-        now = time.perf_counter()
         yield {"experiment": spec.experiment, "kept_dims": spec.kept_dims,
                "n_levels": spec.n_levels, "erased_bits": spec.erased_bits,
                "repeat": spec.repeat, "seed": spec.seed, "n_features": n,
                "kept_fraction": spec.kept_dims / n, "bits_per_vector": bits,
                "compression_rate": compression_rate(n, bits), "score": score,
-               "metric": metric, "wall_time_s": now - tick}
-        tick = now
+               "metric": metric, "wall_time_s": seconds + share}
 
 
 class _Pipeline:
     """The features on the sweep's device, and the normalise-train-score steps."""
 
     def __init__(self, features: FeatureSet, device: str, normalize: str, C: float,
-                 ap_method: str):
+                 ap_method: str, solver: str = "ours"):
         xp = _namespace(device)
-        self.train_x, self.test_x = xp.asarray(features.train_x), xp.asarray(features.test_x)
+        self.xp = xp
+        # float16 features (a common storage format) overflow float16 arithmetic in
+        # stressors and solver alike: the whole pipeline runs in float32 for them.
+        self.train_x, self.test_x = (at_least_float32(xp.asarray(x))
+                                     for x in (features.train_x, features.test_x))
         if normalize == "both":
             self.train_x, self.test_x = l2_normalize(self.train_x), l2_normalize(self.test_x)
         self.targets, self.classes, _ = one_vs_rest_targets(
             features.train_y, features.train_x.shape[0], xp)
         self.test_y = features.test_y
         self.n_features = features.n_features
-        self.C, self.ap_method = C, ap_method
+        self.C, self.ap_method, self.solver = C, ap_method, solver
         self.anchor = None
 
-    def train_and_score(self, stressed):
-        """Score of one stressed configuration; the baseline's fit becomes the anchor
+    def train_and_score(self, batch):
+        """(score, metric) of each stressed configuration of ``batch``, trained in one
+        solver call, zero-padded to the widest.  The baseline's fit becomes the anchor
         that warm-starts every other configuration (dnnstress.sweep.plan)."""
+        train = [l2_normalize(stressed.train_x) for stressed in batch]
         warm_start = None
         if self.anchor is not None:
             coef, intercept = self.anchor
-            warm_start = (stressed.warm_start(coef), intercept)
-        coef, intercept, _ = fit_linear_svms(
-            l2_normalize(stressed.train_x)[None], self.targets, C=self.C,
-            warm_start=warm_start)
-        coef, intercept = coef[0], intercept[0]
-        if stressed.spec.experiment == "baseline":
-            self.anchor = coef, intercept
-        decision = l2_normalize(stressed.test_x) @ coef.T + intercept
-        score, metric = score_predictions(decision, self.test_y, self.classes,
-                                          method=self.ap_method)
-        return float(score), metric
+            warm_start = (_stack_padded([s.warm_start(coef) for s in batch], self.xp),
+                          self.xp.stack([intercept] * len(batch)))
+        coefs, intercepts, _ = fit_linear_svms(
+            _stack_padded(train, self.xp), self.targets, C=self.C, warm_start=warm_start,
+            solver=self.solver)
+        results = []
+        for k, stressed in enumerate(batch):
+            coef, intercept = coefs[k, :, :train[k].shape[1]], intercepts[k]
+            if stressed.spec.experiment == "baseline":
+                self.anchor = coef, intercept
+            decision = l2_normalize(stressed.test_x) @ coef.T + intercept
+            score, metric = score_predictions(decision, self.test_y, self.classes,
+                                              method=self.ap_method)
+            results.append((float(score), metric))
+        return results
+
+
+def _stack_padded(arrays, xp):
+    """The 2-D ``arrays`` stacked to (B, rows, widest), zero-padded on the right; the
+    one array of a batch of one as a view (no copy)."""
+    if len(arrays) == 1:
+        return arrays[0][None]
+    width = max(a.shape[1] for a in arrays)
+    out = xp.zeros((len(arrays), arrays[0].shape[0], width),
+                   dtype=xp.result_type(*arrays))
+    for k, a in enumerate(arrays):
+        out[k, :, :a.shape[1]] = a
+    return out
 
 
 def fingerprint(features: FeatureSet) -> str:
