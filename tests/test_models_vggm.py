@@ -435,3 +435,27 @@ def test_cli_extracts_vggm_features_with_the_authors_preprocessing(tiny, tmp_pat
     assert features["train_x"].shape == (4, 10) and features["test_x"].shape == (4, 10)
     metadata = str(features["metadata"])
     assert '"model": "vgg-m"' in metadata and '"policy": "resize"' in metadata
+
+
+def test_models_command_lists_vgg_m_and_how_to_enable_it(tiny, monkeypatch, capsys):
+    from dnnstress.cli import main
+    from dnnstress.models import get_model, registry
+
+    monkeypatch.setattr(registry, "_REGISTRY",
+                        {k: v for k, v in registry._REGISTRY.items() if k != "vgg-m"})
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "vgg-m (not enabled)" in listing and "--vggm-mat PATH" in listing
+    assert "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-m.mat" in listing
+    with pytest.raises(ValueError, match=r"vgg-m is not enabled: download https://www\.vlfeat"
+                                         r"\.org/matconvnet/models/imagenet-vgg-m\.mat and "
+                                         r"pass --vggm-mat PATH"):
+        get_model("vgg-m")
+
+    assert main(["models", "--vggm-mat", str(tiny[0])]) == 0
+    listing = capsys.readouterr().out
+    assert "vgg-m: MatConvNet simplenn network tiny.mat" in listing
+    assert "  L12 " in listing and "not enabled" not in listing
+    assert main(["models", "--vggm-mat", str(tiny[0].parent / "missing.mat")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no MatConvNet file at" in err and "Errno" not in err

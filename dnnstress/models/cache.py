@@ -91,8 +91,9 @@ def cached_file(name: str, build: Callable[[pathlib.Path], object],
         if _is_intact(path, record):  # built by another process while we waited
             return path
         if path.exists():
-            print(f"dnnstress: the cached {path} does not match its recorded sha256 "
-                  "(truncated or changed); rebuilding it", file=sys.stderr)
+            problem = ("does not match its recorded sha256 (truncated or changed)"
+                       if record.exists() else "has no sha256 record (its build was cut)")
+            print(f"dnnstress: the cached {path} {problem}; rebuilding it", file=sys.stderr)
         _remove_temporaries(directory, name)
         write_atomically(path, build)
         digest = sha256_file(path)

@@ -144,6 +144,11 @@ def get_model(name: str = DEFAULT_MODEL) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
+        if name == "vgg-m":  # the paper's network: its weights are not redistributable here
+            from .vggm import VGGM_URL
+
+            raise ValueError(f"vgg-m is not enabled: download {VGGM_URL} and pass "
+                             "--vggm-mat PATH (or register(vggm_spec(PATH)))") from None
         raise ValueError(f"unknown model {name!r}; available: "
                          f"{', '.join(available_models())}") from None
 
