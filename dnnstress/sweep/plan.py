@@ -18,6 +18,7 @@ every row independent of the order, and of any interruption, of the sweep.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 
 from dnnstress.stress import (Identity, MantissaErasure, PCADrop, RandomDrop,
@@ -72,12 +73,31 @@ def plan(experiments, grid: Grid, n_features: int, n_train: int) -> list[Unit]:
     # Gram route at most n_train - 1.  A rank-deficient training set (duplicate rows)
     # can have fewer; PCADrop then refuses the larger counts with a clear error.
     max_directions = n_features if n_train >= n_features else n_train - 1
-    builders = {"baseline": _baseline, "dr1": _dr1, "dr2": _dr2, "q1": _q1, "q2": _q2,
-                "fc": _fc, "qb": _qb}
+    pca = _SharedFit(PCADrop)  # DR-2 and FC project on the same principal directions
+    builders = {"baseline": _baseline, "dr1": _dr1, "dr2": functools.partial(_dr2, shared_pca=pca),
+                "q1": _q1, "q2": _q2, "fc": functools.partial(_fc, shared_pca=pca), "qb": _qb}
     units = []
     for name in experiments:
         units.extend(builders[name](grid, n_features, max_directions))
     return [unit for unit in units if unit.specs]
+
+
+class _SharedFit:
+    """A stressor fitted once per training set and shared by the units that need it.
+
+    Calling it with the training features returns the fitted stressor, fitting it on the
+    first call only (and again if handed other features).  Nothing is fitted until a unit
+    that needs it runs, so a resumed sweep whose DR-2 and FC rows are done fits nothing.
+    """
+
+    def __init__(self, make_stressor):
+        self._make_stressor = make_stressor
+        self._train_x = self._fitted = None
+
+    def __call__(self, train_x):
+        if self._train_x is not train_x:
+            self._fitted, self._train_x = self._make_stressor().fit(train_x), train_x
+        return self._fitted
 
 
 def _single(spec: Spec, make_stressor) -> Unit:
@@ -104,26 +124,29 @@ def _dr1(grid, n, max_directions):
     for repeat in range(grid.repeats):
         seed = grid.base_seed + repeat
         specs = [Spec("dr1", k, repeat=repeat, seed=seed) for k in counts]
-        units.append(Unit(specs, _refit_free(specs, lambda s=seed: RandomDrop(1, s),
+        units.append(Unit(specs, _refit_free(specs, lambda x, s=seed: RandomDrop(1, s).fit(x),
                                              _kept_columns)))
     return units
 
 
-def _dr2(grid, n, max_directions):
+def _dr2(grid, n, max_directions, shared_pca):
     counts = _dr_counts(grid, n)
     specs = [Spec("dr2", k) for k in counts if k <= max_directions]
-    return [Unit(specs, _refit_free(specs, PCADrop, _principal_projection))]
+    return [Unit(specs, _refit_free(specs, shared_pca, _principal_projection))]
 
 
-def _refit_free(specs, make_stressor, warm_start_for):
-    """A stress generator that fits once and only changes ``n_components`` per spec:
-    DR-1 and DR-2 subspaces are nested (dnnstress.stress.reduce)."""
+def _refit_free(specs, fitted, warm_start_for):
+    """A stress generator that fits once (``fitted(train_x)``), only if a spec is pending,
+    and then only changes ``n_components`` per spec: DR-1 and DR-2 subspaces are nested
+    (dnnstress.stress.reduce)."""
     def stress(train_x, test_x, pending):
-        stressor = make_stressor().fit(train_x)
-        for spec in specs:
-            if spec.key in pending:
-                stressor.set_params(n_components=spec.kept_dims)
-                yield _apply(spec, stressor, train_x, test_x, warm_start_for(stressor))
+        todo = [spec for spec in specs if spec.key in pending]
+        if not todo:
+            return
+        stressor = fitted(train_x)
+        for spec in todo:
+            stressor.set_params(n_components=spec.kept_dims)
+            yield _apply(spec, stressor, train_x, test_x, warm_start_for(stressor))
     return stress
 
 
@@ -146,22 +169,25 @@ def _qb(grid, n, max_directions):
             for b in grid.erased_bits]
 
 
-def _fc(grid, n, max_directions):
-    """One PCA fit for the whole FC grid; Q-2 refitted on each projected training set."""
+def _fc(grid, n, max_directions, shared_pca):
+    """The PCA fit shared with DR-2 for the whole FC grid; Q-2 refitted on each projected
+    training set."""
     counts = [k for k in dict.fromkeys(fc_schedule(n)[j - 1] for j in grid.fc_steps)
               if k <= max_directions]
     specs = [Spec("fc", k, n_levels=h) for k in counts for h in grid.fc_levels]
 
     def stress(train_x, test_x, pending):
-        pca = PCADrop().fit(train_x)
-        for k in counts:
-            todo = [h for h in grid.fc_levels if Spec("fc", k, n_levels=h).key in pending]
-            if not todo:
-                continue
+        todo = {k: [h for h in grid.fc_levels if Spec("fc", k, n_levels=h).key in pending]
+                for k in counts}
+        todo = {k: levels for k, levels in todo.items() if levels}
+        if not todo:
+            return
+        pca = shared_pca(train_x)
+        for k, levels in todo.items():
             pca.set_params(n_components=k)
             projected = pca.transform(train_x), pca.transform(test_x)
             warm_start = _principal_projection(pca)
-            for h in todo:
+            for h in levels:
                 quantizer = UniformQuantizer(h, per_dimension=True).fit(projected[0])
                 yield _apply(Spec("fc", k, n_levels=h), quantizer, *projected, warm_start)
     return [Unit(specs, stress)]

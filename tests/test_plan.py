@@ -1,0 +1,64 @@
+"""The sweep plan: shared fits are made once per sweep, and only when a unit needs them."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dnnstress.features import FeatureSet
+from dnnstress.stress import PCADrop
+from dnnstress.sweep import Grid, read_results, run_sweep
+
+
+def _features(n_train=120, n_test=40, d=10, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        y = np.arange(n) % 3
+        return np.abs(rng.normal(size=(n, d)) + y[:, None]).astype(np.float32), y
+    return FeatureSet(*split(n_train), *split(n_test))
+
+
+@pytest.fixture
+def pca_fits(monkeypatch):
+    """Counts PCADrop fits made anywhere."""
+    calls = []
+    original = PCADrop.fit
+
+    def counting_fit(self, X, y=None):
+        calls.append(X.shape)
+        return original(self, X, y)
+    monkeypatch.setattr(PCADrop, "fit", counting_fit)
+    return calls
+
+
+GRID = Grid(dr_steps=(5, 10, 20), fc_steps=(2, 5), fc_levels=(2, 4))
+
+
+def test_dr2_and_fc_share_one_pca_fit(tmp_path, pca_fits):
+    run_sweep(_features(), tmp_path, experiments="dr2,fc", grid=GRID, progress=False)
+    assert len(pca_fits) == 1
+    rows = read_results(tmp_path)
+    assert {r["experiment"] for r in rows} == {"baseline", "dr2", "fc"}
+
+
+def test_shared_fit_gives_the_rows_of_separate_fits(tmp_path):
+    features = _features()
+    run_sweep(features, tmp_path / "both", experiments="dr2,fc", grid=GRID, progress=False)
+    run_sweep(features, tmp_path / "dr2", experiments="dr2", grid=GRID, progress=False)
+    run_sweep(features, tmp_path / "fc", experiments="fc", grid=GRID, progress=False)
+
+    def scores(folder):
+        return {(r["experiment"], r["kept_dims"], r["n_levels"]): r["score"]
+                for r in read_results(folder) if r["experiment"] != "baseline"}
+    assert scores(tmp_path / "both") == {**scores(tmp_path / "dr2"), **scores(tmp_path / "fc")}
+
+
+def test_a_resumed_sweep_with_its_pca_rows_done_fits_no_pca(tmp_path, pca_fits):
+    features = _features()
+    run_sweep(features, tmp_path, experiments="dr2,fc", grid=GRID, progress=False)
+    pca_fits.clear()
+    run_sweep(features, tmp_path, experiments="dr2,fc,q2",
+              grid=dataclasses.replace(GRID, levels=(3,)), progress=False)
+    assert pca_fits == []
+    assert any(r["experiment"] == "q2" for r in read_results(tmp_path))
