@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from dnnstress.features import FeatureSet
-from dnnstress.stress import PCADrop
+from dnnstress.stress import MantissaErasure, PCADrop
 from dnnstress.sweep import Grid, read_results, run_sweep
+from dnnstress.sweep.plan import plan
 
 
 def _features(n_train=120, n_test=40, d=10, seed=0):
@@ -62,3 +63,18 @@ def test_a_resumed_sweep_with_its_pca_rows_done_fits_no_pca(tmp_path, pca_fits):
               grid=dataclasses.replace(GRID, levels=(3,)), progress=False)
     assert pca_fits == []
     assert any(r["experiment"] == "q2" for r in read_results(tmp_path))
+
+
+@pytest.mark.parametrize("erased_bits, trains_in", [(0, np.float32), (29, np.float32),
+                                                    (40, np.float32), (52, np.float32),
+                                                    (60, np.float64)])
+def test_qb_trains_in_float32_while_its_values_are_float32(erased_bits, trains_in):
+    # Erasing up to 52 bits of a float64 copy of float32 features touches only the
+    # mantissa: the values are still float32s, and the solver may take them as such.
+    features = _features()
+    (unit,) = plan(["qb"], Grid(erased_bits=(erased_bits,)), features.n_features,
+                   features.train_x.shape[0])
+    (stressed,) = unit.stress(features.train_x, features.test_x, {unit.specs[0].key})
+    assert stressed.train_x.dtype == trains_in and stressed.test_x.dtype == trains_in
+    exact = MantissaErasure(erased_bits).fit(features.train_x).transform(features.train_x)
+    np.testing.assert_array_equal(stressed.train_x.astype(np.float64), exact)
