@@ -97,7 +97,9 @@ def test_accounting_columns_follow_the_formulas(full_sweep):
     for row in rows:
         k, h, e = row["kept_dims"], row["n_levels"], row["erased_bits"]
         if row["experiment"] == "qb":
-            bits = (64 - e) * n
+            # Float32 bits left after erasing e low bits of the float64 copy: mantissa
+            # (23 of 52), exponent (8 of 11), sign.
+            bits = (min(23, max(0, 52 - e)) + min(8, max(0, 63 - e)) + (e < 64)) * n
         elif h is not None:
             bits = k * math.ceil(math.log2(h))
         else:
