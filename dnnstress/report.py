@@ -69,7 +69,7 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
     if not (directory / "results.csv").is_file():
         raise FileNotFoundError(f"no results.csv in {directory}: run `dnnstress sweep "
                                 f"FEATURES.npz --out {directory}` first")
-    rows, duplicates = _unique_rows(read_results(directory))
+    rows, duplicates = _unique_rows(read_results(directory, allow_duplicates=True))
     if duplicates:
         warnings.warn(f"{directory / 'results.csv'}: {duplicates} duplicated row(s) left "
                       f"out (same experiment, parameters and repeat as an earlier row; the "

@@ -9,8 +9,8 @@ from dnnstress import __version__
 from dnnstress.authors import SHIPPED_DIR
 from dnnstress.cli import main
 from dnnstress.report import write_report
-from dnnstress.stress.accounting import bits_for_levels, compression_rate
-from dnnstress.sweep import COLUMNS
+from dnnstress.stress.accounting import bits_for_levels, bits_per_vector, compression_rate
+from dnnstress.sweep import COLUMNS, read_results
 
 N = 4096
 
@@ -69,7 +69,9 @@ def test_write_report_writes_every_file_and_the_headline(tmp_path):
     # DR-1 at 5 % averages 0.71 (88.75 %): only 100 % passes 1 %; DR-2 at 5 % keeps 98.75 %.
     assert "| DR-1 (random) | 100 % | 100 % | 100 % | 100 % | 100 % |" in table
     assert "| DR-2 (PCA) | 100 % | 5 % | 5 % | 5 % | 5 % |" in table
-    assert "| Q-B (bits) | 11 of 64 bits |" in table
+    # 53 erased bits: the bits each value keeps, as the storage accounting counts them.
+    kept, whole = bits_per_vector(1, erased_bits=53), bits_per_vector(1, erased_bits=0)
+    assert f"| Q-B (bits) | {kept} of {whole} bits |" in table
 
 
 def test_only_present_experiments_get_figures(tmp_path):
@@ -194,3 +196,20 @@ def test_figures_are_titled_with_the_features_setup(tmp_path):
     assert summary["setup"] == "efficientnet-lite0, layer pooled, Fashion-MNIST"
     assert write_report(_write_results(tmp_path / "bare", ALL_ROWS), authors=False,
                         losses=(0.01,))["setup"] is None
+
+
+def test_duplicated_rows_count_once(tmp_path, capsys):
+    # DR-1 at 5 %: repeats 0.79 and 0.75 average 0.77 (96.25 %, fails 3 %); repeat 0
+    # written twice would average 0.7767 (97.1 %) and pass.
+    rows = [_row("baseline", 0.80), _row("dr1", 0.79, kept=204, repeat=0),
+            _row("dr1", 0.75, kept=204, repeat=1), _row("dr1", 0.80, kept=N, repeat=0)]
+    directory = _write_results(tmp_path / "dup", rows + [rows[1]])
+    with pytest.warns(UserWarning, match="1 duplicated row"):
+        summary = write_report(directory, authors=False, losses=(0.03,))
+    assert summary["duplicates"] == 1
+    assert "| DR-1 (random) | 100 % |" in summary["table3_markdown"]
+    assert main(["report", str(directory), "--no-authors", "--losses", "3"]) == 0
+    assert "dnnstress report: warning: " in capsys.readouterr().err
+    # The sweep's own reader still refuses them: a resume must not build on them.
+    with pytest.raises(ValueError, match="line 6: garbled result row"):
+        read_results(directory)

@@ -9,7 +9,7 @@ import csv
 import pytest
 
 from dnnstress.authors import default_authors_dir, list_tables, load_authors_rows
-from dnnstress.stress.accounting import bits_for_levels, compression_rate
+from dnnstress.stress.accounting import bits_for_levels, bits_per_vector, compression_rate
 from dnnstress.table3 import Table3, best_compression, minimum_representation, \
     nominal_kept_fraction, table3
 
@@ -163,7 +163,8 @@ def test_minimum_representation_on_hand_made_rows():
     # Q-B: more erased bits is smaller; 50 erased passes, 55 fails.
     rows += [_row("qb", s, erased=e) for e, s in ((0, 0.80), (50, 0.80), (55, 0.1))]
     cell = minimum_representation(rows, "qb", 0.01)
-    assert (cell.value, cell.erased_bits, cell.label) == (14, 50, "14 of 64 bits")
+    kept, whole = bits_per_vector(1, erased_bits=50), bits_per_vector(1, erased_bits=0)
+    assert (cell.value, cell.erased_bits, cell.label) == (kept, 50, f"{kept} of {whole} bits")
 
 
 def test_best_compression_on_hand_made_rows():

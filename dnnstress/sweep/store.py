@@ -55,13 +55,15 @@ def row_key(row: dict) -> tuple[str, ...]:
     return tuple(_cell(row.get(column)) for column in KEY_COLUMNS)
 
 
-def read_results(out_dir) -> list[dict]:
+def read_results(out_dir, *, allow_duplicates: bool = False) -> list[dict]:
     """The rows of ``DIR/results.csv`` with typed values.
 
     Integer columns come back as ``int``, fractional ones as ``float``, empty cells as
     ``None``; ``experiment`` and ``metric`` stay strings.  Rows appear in the order they
     were written; an unterminated last line (a row still being written, or cut by a
     kill) is left out.  ``out_dir`` may also be the path of the CSV file itself.
+    A row repeating an earlier row's key is refused, or with ``allow_duplicates``
+    returned too (``dnnstress report`` uses the first of each and warns).
 
     Raises
     ------
@@ -76,7 +78,7 @@ def read_results(out_dir) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"no sweep results at {path}")
     complete, _ = _split_unfinished(path.read_bytes())
-    return _parse(path, complete)
+    return _parse(path, complete, allow_duplicates=allow_duplicates)
 
 
 class ResultsStore:
@@ -248,7 +250,8 @@ def _split_unfinished(data: bytes) -> tuple[bytes, bytes]:
     return data[:end], data[end:]
 
 
-def _parse(path: Path, data: bytes, n_features: int | None = None) -> list[dict]:
+def _parse(path: Path, data: bytes, n_features: int | None = None,
+           allow_duplicates: bool = False) -> list[dict]:
     """Typed, checked rows of a results file's complete lines; ValueError names a bad line."""
     try:
         text = data.decode("utf-8")
@@ -270,10 +273,10 @@ def _parse(path: Path, data: bytes, n_features: int | None = None) -> list[dict]
             except ValueError as error:
                 raise _garbled(path, reader.line_num, str(error)) from None
             key = row_key(row)
-            if key in seen:
+            if key in seen and not allow_duplicates:
                 raise _garbled(path, reader.line_num,
                                f"it repeats the configuration of line {seen[key]}")
-            seen[key] = reader.line_num
+            seen.setdefault(key, reader.line_num)
             rows.append(row)
     except csv.Error as error:
         raise _garbled(path, reader.line_num, str(error)) from None
