@@ -3,13 +3,25 @@
 Tests that take the ``xp`` fixture run once with numpy and once with CuPy; the CuPy run
 carries the ``gpu`` marker and is skipped, with the reason shown, where CuPy or a CUDA
 device is missing (CuPy's ``numpy_cupy_allclose`` idea: one test body, two backends).
+With ``DNNSTRESS_HOST_CUPY=<folder>`` the CuPy runs use the stand-in of
+``tests/cuda_host.py`` instead (the CUDA kernels built for the CPU), so that
+``pytest -m gpu`` runs without a GPU.  Every CuPy test must carry the ``gpu`` marker:
+collection fails otherwise (``pytest_collection_modifyitems``).
 """
+
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+HOST_CUPY_ENV = "DNNSTRESS_HOST_CUPY"
+
 
 def _cupy_or_skip():
+    if os.environ.get(HOST_CUPY_ENV):
+        return _host_cupy()
     try:
         import cupy
         if cupy.cuda.runtime.getDeviceCount() < 1:
@@ -17,6 +29,22 @@ def _cupy_or_skip():
     except Exception as error:  # ImportError, CUDARuntimeError, ...
         pytest.skip(f"CuPy with a CUDA device is needed: {error}")
     return cupy
+
+
+def _host_cupy():
+    """The stand-in CuPy of tests/cuda_host.py (the kernels' host build) installed as
+    ``cupy``: with DNNSTRESS_HOST_CUPY set to a folder, the GPU tests run on the CPU."""
+    import cuda_host
+    from dnnstress import _array, _cuda
+
+    if "cupy" not in sys.modules:
+        folder = os.environ[HOST_CUPY_ENV]
+        os.makedirs(folder, exist_ok=True)
+        sys.modules["cupy"] = cuda_host.HostCupy(cuda_host.build(Path(folder)))
+        for cached in (_cuda._module, _cuda._function_on, _cuda._multiprocessors,
+                       _array._cupy_nonfinite_counter):
+            cached.cache_clear()
+    return sys.modules["cupy"]
 
 
 @pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])

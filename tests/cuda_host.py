@@ -106,7 +106,8 @@ class HostCupy(types.ModuleType):
             def get_function(self, name):
                 return host.kernel(name)
 
-        self.cuda = types.SimpleNamespace(Device=Device)
+        self.cuda = types.SimpleNamespace(
+            Device=Device, runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
         self.RawModule = RawModule
 
     def __getattr__(self, name):
@@ -120,6 +121,9 @@ class HostCupy(types.ModuleType):
         if isinstance(a, ndarray) and (dtype is None or a.dtype == dtype):
             return a
         return np.array(a, dtype=dtype, order=order or "K").view(ndarray)
+
+    def asnumpy(self, a):
+        return np.array(a).view(np.ndarray)
 
     def ascontiguousarray(self, a):
         return np.ascontiguousarray(a).view(ndarray)

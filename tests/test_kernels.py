@@ -167,8 +167,10 @@ def test_reconstruct_and_encode_equal_the_twin(cupy, dtype, h, d):
     values, codes = _cuda.reconstruct(*args), _cuda.encode(*args)
     assert values.dtype == dtype and codes.dtype == _uniform.code_dtype(h)
     np.testing.assert_array_equal(values.get(), _uniform.reconstruct(X, lo, step, h))
-    np.testing.assert_array_equal(codes.get(),
-                                  _uniform.encode(X, lo, _uniform.safe_step(step), h))
+    expected = _uniform.encode(X, lo, _uniform.safe_step(step), h)
+    np.testing.assert_array_equal(codes.get(), expected)
+    np.testing.assert_array_equal(_cuda.decode(codes, *args[1:3], dtype).get(),
+                                  _uniform.decode(expected, lo, step, dtype))
 
 
 @pytest.mark.gpu
@@ -186,6 +188,40 @@ def test_float32_subnormals_are_not_flushed(cupy):
     np.testing.assert_array_equal(_cuda.reconstruct(*args).get(), expected)
     np.testing.assert_array_equal(_cuda.encode(*args).get(),
                                   _uniform.encode(X, lo, _uniform.safe_step(step), 4))
+    wide = _cuda.convert(cupy.asarray(X), np.float64)
+    np.testing.assert_array_equal(wide.get(), X.astype(np.float64))
+    np.testing.assert_array_equal(_cuda.convert(wide, np.float32).get(), X)
+
+
+@pytest.mark.gpu
+def test_non_finite_values_are_counted_in_the_kernel(cupy):
+    X, lo, step = quantizer_problem(np.random.default_rng(5), 3001, 13, np.float32, 7)
+    X[17, 3], X[2, 12], X[3000, 0] = np.nan, np.inf, -np.inf
+    for function in (_cuda.reconstruct, _cuda.encode):
+        with pytest.raises(ValueError, match=r"^X contains 3 NaN or infinite value\(s\)$"):
+            function(cupy.asarray(X), cupy.asarray(lo), cupy.asarray(step), 7)
+
+
+@pytest.mark.gpu
+def test_the_public_gpu_path_keeps_float32_subnormals(cupy):
+    """fit (min/max), transform, decode, unpack and Q-B's cast on CuPy float32 input,
+    where CuPy's own reductions, casts and arithmetic (-ftz=true) would flush."""
+    from dnnstress.stress import MantissaErasure, UniformQuantizer
+
+    X = np.random.default_rng(6).uniform(-2e-39, 3e-39, size=(64, 9)).astype(np.float32)
+    X[:, 3] = np.finfo(np.float32).smallest_subnormal
+    cpu = UniformQuantizer(5, per_dimension=True).fit(X)
+    gpu = UniformQuantizer(5, per_dimension=True).fit(cupy.asarray(X))
+    np.testing.assert_array_equal(gpu.data_min_.get(), cpu.data_min_)
+    expected = cpu.transform(X)
+    assert np.any((expected != 0) & (np.abs(expected) < np.finfo(np.float32).tiny))
+    np.testing.assert_array_equal(gpu.transform(cupy.asarray(X)).get(), expected)
+    np.testing.assert_array_equal(gpu.decode(gpu.encode(cupy.asarray(X))).get(), expected)
+    np.testing.assert_array_equal(gpu.unpack(gpu.pack(cupy.asarray(X))).get(), expected)
+    for dtype in ("float64", "float32"):
+        q = MantissaErasure(3, dtype=dtype)
+        np.testing.assert_array_equal(q.fit(cupy.asarray(X)).transform(cupy.asarray(X)).get(),
+                                      q.fit(X).transform(X))
 
 
 @pytest.mark.gpu

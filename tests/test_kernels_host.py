@@ -182,11 +182,32 @@ def test_mantissa_erasure_on_the_gpu_path_keeps_subnormals(gpu):
 def test_every_kernel_is_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path):
     """The module again, in a child Python that loads the ASan/UBSan build."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-x", "-s", "-p", "no:cacheprovider",
          "--basetemp", str(tmp_path / "run"), __file__],
         env=cuda_host.sanitizer_env(), capture_output=True, text=True, timeout=600,
         check=False, cwd=os.path.dirname(__file__))
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
+    findings = [line for line in output.splitlines()
+                if "SUMMARY:" in line or "ERROR:" in line or "runtime error" in line
+                or line.startswith("FAILED")]
+    assert result.returncode == 0, "\n".join(findings) + "\n" + output[-2000:]
     assert " passed" in output and "ERROR: AddressSanitizer" not in output
     assert "runtime error" not in output
+
+
+@pytest.mark.skipif(SANITIZED, reason="run once, by the plain build")
+def test_the_gpu_tests_pass_against_the_host_build(tmp_path):
+    """The gpu-marked tests of the kernels and stressors, with the stand-in CuPy as
+    ``cupy`` (tests/conftest.py, DNNSTRESS_HOST_CUPY): their bodies, the wrappers and
+    the kernels' C++ branch are checked on every CI run, the PTX branch only on a GPU."""
+    tests = os.path.dirname(__file__)
+    files = [os.path.join(tests, name) for name in
+             ("test_kernels.py", "test_quantize.py", "test_pack.py", "test_stressors.py")]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider",
+         "--basetemp", str(tmp_path / "run"), *files],
+        env={**os.environ, "DNNSTRESS_HOST_CUPY": str(tmp_path / "kernels")},
+        capture_output=True, text=True, timeout=600, check=False, cwd=tests)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in summary and "skipped" not in summary, summary
