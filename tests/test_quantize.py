@@ -328,3 +328,15 @@ def test_long_double_input_is_refused_clearly():
     q = UniformQuantizer(4).fit(X.astype(np.float64))
     with pytest.raises(TypeError, match="float128"):
         q.transform(X)
+
+
+@pytest.mark.parametrize("per_dimension", [False, True])
+def test_float16_features_are_quantized_in_float32(per_dimension):
+    X = np.random.default_rng(7).standard_normal((40, 6)).astype(np.float16)
+    q = UniformQuantizer(9, per_dimension=per_dimension).fit(X)
+    reference = UniformQuantizer(9, per_dimension=per_dimension).fit(X.astype(np.float32))
+    out = q.transform(X)
+    assert out.dtype == np.float32 and q.dtype_ == np.float32
+    np.testing.assert_array_equal(out, reference.transform(X.astype(np.float32)))
+    np.testing.assert_array_equal(q.encode(X), reference.encode(X.astype(np.float32)))
+    np.testing.assert_array_equal(q.unpack(q.pack(X)), out)

@@ -55,7 +55,8 @@ class UniformQuantizer(Stressor):
     bits_per_value_ : int
         ``ceil(log2 h)``.
     dtype_ : dtype
-        Floating type of the training features, the default of ``decode``/``unpack``.
+        Floating type of the training features (float32 for float16 ones), the default
+        of ``decode``/``unpack``.
 
     Notes
     -----
@@ -65,7 +66,10 @@ class UniformQuantizer(Stressor):
     steps and centres would overflow to inf or NaN.  A step too small for the type
     (below half its smallest subnormal, a range under about ``h * 1.4e-45`` in float32)
     rounds to 0 there, and the dimension is quantized as a constant one (every value
-    to the training minimum) instead of dividing by zero.
+    to the training minimum) instead of dividing by zero.  float16 features are
+    quantized in float32 and give float32 (float16 would round the centres to 11 bits
+    and no kernel computes in it).  ``transform`` and ``encode`` count NaN and infinite
+    values inside their kernels (one pass over X) and raise a ValueError for them.
 
     Examples
     --------
@@ -83,12 +87,12 @@ class UniformQuantizer(Stressor):
         self._validate_fit_input(X)
         h = check_count(self.n_levels, "n_levels", 1, _uniform.MAX_LEVELS)
         low, high = _training_range(X, self.per_dimension)
-        _check_range_fits(low, high, X.dtype)
+        _check_range_fits(low, high, _computed_in(X.dtype))
         self.n_levels_ = h
         self.data_min_, self.data_max_ = low, high
         self.step_ = (high - low) / h
         self.bits_per_value_ = bits_for_levels(h)
-        self.dtype_ = X.dtype
+        self.dtype_ = _computed_in(X.dtype)
         self.n_features_out_ = X.shape[1]
         self.n_features_in_ = X.shape[1]
         return self
@@ -98,20 +102,21 @@ class UniformQuantizer(Stressor):
         return self.bits_per_value_ * self.n_features_out_
 
     def transform(self, X, out=None):
-        """The reconstruction: every value replaced by its bin centre (same dtype).
+        """The reconstruction: every value replaced by its bin centre (X's dtype, float32
+        for float16).
 
         ``out``, a C-contiguous array shaped and typed like ``X`` on the same backend and
         not overlapping it, receives the result instead of a new array (streaming callers
         reuse one buffer); if ``X`` holds NaN or inf, the ValueError leaves ``out`` with
         garbage.
         """
-        X = self._validate_transform_input(X, check_finite=False)  # the kernels count
+        X = _in_computed_dtype(self._validate_transform_input(X, check_finite=False))
         lo, step = self._params_like(X)
         return _kernels_for(X).reconstruct(_contiguous(X), lo, step, self.n_levels_, out=out)
 
     def encode(self, X, out=None):
         """Integer bin indices, uint8 for h <= 256, uint16 above (into ``out`` if given)."""
-        X = self._validate_transform_input(X, check_finite=False)  # the kernels count
+        X = _in_computed_dtype(self._validate_transform_input(X, check_finite=False))
         lo, step = self._params_like(X)
         return _kernels_for(X).encode(_contiguous(X), lo, step, self.n_levels_, out=out)
 
@@ -167,6 +172,16 @@ class UniformQuantizer(Stressor):
             raise TypeError(f"codes must be integers, got {codes.dtype}")
         if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= self.n_levels_):
             raise ValueError(f"codes must lie in [0, {self.n_levels_ - 1}]")
+
+
+def _computed_in(dtype):
+    """The floating type the quantizer computes in for ``dtype`` input: float32 at least."""
+    dtype = np.dtype(dtype)
+    return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
+
+
+def _in_computed_dtype(X):
+    return X if _computed_in(X.dtype) == X.dtype else X.astype(_computed_in(X.dtype))
 
 
 def _training_range(X, per_dimension: bool):
