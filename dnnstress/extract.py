@@ -1,10 +1,11 @@
 """Feature extraction: images -> network -> one layer's activations, batched.
 
 The first step of the paper's pipeline (Fig. 1).  Images are decoded and preprocessed
-in a background thread while onnxruntime runs the previous batch, so the pipeline runs
-close to the speed of bare inference.  With ``device="cuda"`` the CUDA execution provider
-runs the network and IO binding writes the activations straight into CuPy memory; if the
-CUDA provider is not actually active, that is an error, never a silent CPU run.
+in decoding threads while onnxruntime runs the previous batch, so the pipeline runs
+close to the speed of bare inference.  With ``device="cuda"`` a thread per core decodes
+into pinned host memory, each batch is copied to the GPU asynchronously while the one
+before runs, and IO binding has the CUDA execution provider read and write CuPy memory;
+if the CUDA provider is not actually active, that is an error, never a silent CPU run.
 
 Extraction of a split is checkpointed batch by batch (a memory-mapped ``.npy`` plus a
 count), so an interrupted run resumes where it stopped; finished feature sets are cached
@@ -13,8 +14,6 @@ under a key of everything that determines them, so a second run does not extract
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 import dnnstress
 from dnnstress._array import check_count
 from dnnstress._files import write_json_atomically
+from dnnstress._pipeline import run_batches, slot_count
 from dnnstress.datasets import (ArraySplit, CorruptImageError, ImageFileSplit, open_dataset,
                                 stratified_subset)
 from dnnstress.features import FeatureSet
@@ -37,7 +37,6 @@ from dnnstress.models import ModelSpec, get_model, resolve_layer
 from dnnstress.models.cache import get_cache_dir, sha256_file
 from dnnstress.preprocess import POLICIES
 
-_PREFETCH_BATCHES = 2
 _SMALL_IMAGE_DATASETS = ("fashion-mnist",)
 
 
@@ -86,6 +85,14 @@ def create_session(onnx_path, device: str = "cpu", threads: int | None = None):
 class LayerRunner:
     """Runs a network on batches of preprocessed images and returns one layer, flattened.
 
+    The three steps match :func:`dnnstress._pipeline.run_batches`: :meth:`host_buffers`
+    makes the buffers images are decoded into, :meth:`stage` starts a batch's way to the
+    network, and calling the runner on a staged batch returns its features as a host
+    array.  On the CPU staging is nothing.  On CUDA the host buffers are pinned, so
+    :meth:`stage` is an asynchronous copy on a stream of its own that overlaps the
+    inference of the batch before, and IO binding lets onnxruntime read the images from
+    and write the activations to CuPy memory.
+
     Parameters
     ----------
     session : onnxruntime.InferenceSession
@@ -95,7 +102,7 @@ class LayerRunner:
     layer : dnnstress.models.Layer
         The graph output to fetch and its per-image shape.
     device : {"cpu", "cuda"}
-        "cuda" binds input and output in GPU memory and returns CuPy arrays.
+        Where ``session`` runs.
     """
 
     def __init__(self, session, input_name: str, layer, device: str = "cpu"):
@@ -103,32 +110,82 @@ class LayerRunner:
         self.input_name = input_name
         self.layer = layer
         self.device = device
+        self._cuda = None
 
-    def __call__(self, batch: np.ndarray):
+    def host_buffers(self, shape, count: int) -> list[np.ndarray]:
+        """``count`` float32 arrays of ``shape`` to decode batches into."""
         if self.device == "cpu":
-            (out,) = self.session.run([self.layer.output], {self.input_name: batch})
-            return out.reshape(len(batch), -1)
-        return self._run_on_gpu(batch)
+            return [np.empty(shape, np.float32) for _ in range(count)]
+        return self._gpu().pinned_buffers(shape, count)
 
-    def _run_on_gpu(self, batch):
+    def stage(self, number: int, images: np.ndarray):
+        """Start moving batch ``number`` (decoded into ``images``) to the network."""
+        return images if self.device == "cpu" else self._gpu().upload(number, images)
+
+    def __call__(self, staged) -> np.ndarray:
+        if self.device == "cpu":
+            (out,) = self.session.run([self.layer.output], {self.input_name: staged})
+            return out.reshape(len(staged), -1)
+        return self._gpu().run(staged)
+
+    def _gpu(self):
+        if self._cuda is None:
+            self._cuda = _CudaStaging(self.session, self.input_name, self.layer)
+        return self._cuda
+
+
+class _CudaStaging:
+    """The CuPy and onnxruntime calls of a CUDA extraction; nothing else is GPU-only.
+
+    Two device input buffers alternate: batch ``i + 1`` is copied into one while the
+    network reads batch ``i`` from the other.  The pipeline stages batch ``i + 2`` only
+    after batch ``i`` has run, so a copy never overwrites images still being read.
+    """
+
+    def __init__(self, session, input_name, layer):
         import cupy
 
-        images = cupy.asarray(batch)
-        out = cupy.empty((len(batch), *self.layer.shape), dtype=cupy.float32)
+        self.cupy = cupy
+        self.session, self.input_name, self.layer = session, input_name, layer
+        self.copies = cupy.cuda.Stream(non_blocking=True)
+        self.inputs = self.output = None
+
+    def pinned_buffers(self, shape, count):
+        cupy = self.cupy
+        size = int(np.prod(shape))
+        self.inputs = [cupy.empty(shape, cupy.float32) for _ in range(2)]
+        self.output = cupy.empty((shape[0], *self.layer.shape), cupy.float32)
+        # np.frombuffer keeps the pinned allocation alive as the array's base.
+        return [np.frombuffer(cupy.cuda.alloc_pinned_memory(size * 4), np.float32,
+                              size).reshape(shape) for _ in range(count)]
+
+    def upload(self, number, images):
+        target = self.inputs[number % 2][:len(images)]
+        target.set(images, stream=self.copies)  # asynchronous: the source is pinned
+        return target, self.copies.record()
+
+    def run(self, staged):
+        images, copied = staged
+        output = self.output[:len(images)]
         binding = self.session.io_binding()
         binding.bind_input(self.input_name, "cuda", images.device.id, np.float32,
                            tuple(images.shape), images.data.ptr)
-        binding.bind_output(self.layer.output, "cuda", out.device.id, np.float32,
-                            tuple(out.shape), out.data.ptr)
-        cupy.cuda.get_current_stream().synchronize()  # the upload is done before ORT reads
+        binding.bind_output(self.layer.output, "cuda", output.device.id, np.float32,
+                            tuple(output.shape), output.data.ptr)
+        copied.synchronize()  # onnxruntime reads on its own stream: the upload must be done
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
-        return out.reshape(len(batch), -1)
+        return output.reshape(len(images), -1).get()
 
 
 @dataclasses.dataclass
 class ExtractionOptions:
-    """How images become network inputs and how the work is run."""
+    """How images become network inputs and how the work is run.
+
+    ``decode_threads`` is the number of threads that decode and preprocess images
+    (None: one per core for ``device="cuda"``, which must keep a GPU fed, and one on the
+    CPU, where onnxruntime already uses every core).
+    """
 
     batch_size: int = 32
     policy: str = "resize_crop"
@@ -136,6 +193,7 @@ class ExtractionOptions:
     skip_corrupt: bool = False
     progress: bool = True
     threads: int | None = None
+    decode_threads: int | None = None
 
     def __post_init__(self):
         check_count(self.batch_size, "batch_size", 1, 1 << 16)
@@ -145,6 +203,14 @@ class ExtractionOptions:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.threads is not None:
             check_count(self.threads, "threads", 1, 1 << 10)
+        if self.decode_threads is not None:
+            check_count(self.decode_threads, "decode_threads", 1, 1 << 10)
+
+    def decoders(self) -> int:
+        """The number of decoding threads to use."""
+        if self.decode_threads is not None:
+            return self.decode_threads
+        return len(os.sched_getaffinity(0)) if self.device == "cuda" else 1
 
 
 def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: Path | None = None,
@@ -168,20 +234,23 @@ def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: P
     bar = tqdm(total=len(split), initial=store.done, unit="img",
                disable=None if options.progress else True,
                desc=f"extract {split.name}", dynamic_ncols=True)
-    # One input buffer per batch in flight, reused: a fresh 20 MB array per batch would
-    # cost page faults and evict the network's working set from the caches.
-    shape = (options.batch_size, 3, model.input_size, model.input_size)
-    buffers = [np.empty(shape, np.float32) for _ in range(_PREFETCH_BATCHES + 2)]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool, bar:
-        pending = collections.deque()
-        for number, batch in enumerate(batches):
-            buffer = buffers[number % len(buffers)]
-            pending.append(pool.submit(_load_batch, split, batch, model, options, buffer))
-            if len(pending) <= _PREFETCH_BATCHES:
-                continue
-            _finish(pending.popleft().result(), runner, store, bar)
-        while pending:
-            _finish(pending.popleft().result(), runner, store, bar)
+    workers = options.decoders()
+    # Buffers are reused batch after batch: a fresh 20 MB array per batch would cost
+    # page faults and evict the network's working set from the caches.
+    buffers = runner.host_buffers((options.batch_size, 3, model.input_size, model.input_size),
+                                  slot_count(workers))
+
+    def load(number, slot):
+        return _load_batch(split, batches[number], model, options, buffers[slot])
+
+    def stage(number, loaded):
+        return runner.stage(number, loaded[1])
+
+    with bar:
+        for (indices, _, ok), features in run_batches(len(batches), load, stage, runner,
+                                                      workers=workers):
+            store.write(indices, features, ok)
+            bar.update(len(indices))
     features, kept = store.result()
     skipped = int((~kept).sum())
     if skipped:
@@ -190,7 +259,7 @@ def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: P
 
 
 def _load_batch(split, indices, model, options, images):
-    """Decode and preprocess one batch into ``images`` (runs in the prefetch thread)."""
+    """Decode and preprocess one batch into ``images`` (runs in a decoding thread)."""
     images = images[:len(indices)]
     ok = np.ones(len(indices), dtype=bool)
     for row, index in enumerate(indices):
@@ -201,16 +270,12 @@ def _load_batch(split, indices, model, options, images):
                 raise
             ok[row] = False
             images[row] = 0
+        except OSError:
+            raise  # a missing or unreadable file: the message names it
+        except Exception as error:
+            raise RuntimeError(f"cannot preprocess {split.describe(index)}: "
+                               f"{type(error).__name__}: {error}") from error
     return indices, images, ok
-
-
-def _finish(loaded, runner, store, bar):
-    indices, images, ok = loaded
-    features = runner(images)
-    if not isinstance(features, np.ndarray):  # CuPy: the store lives on the host
-        features = features.get()
-    store.write(indices, features, ok)
-    bar.update(len(indices))
 
 
 class _Checkpoint:
@@ -310,6 +375,9 @@ def extract_features(model: str | ModelSpec | None = None, layer_name: str | Non
     with _exclusive(cached.with_suffix(".lock")):
         feature_set = _load_cached(cached, metadata)
         if feature_set is None:
+            # Files of this key half-written by a killed run; nobody else writes them now.
+            for stale in folder.glob(f".*{key}*.tmp"):
+                stale.unlink(missing_ok=True)
             checkpoints = [folder / f".{key}.{name}" for name in splits]
             feature_set = _extract(splits, model, layer, options, onnx_path, metadata, cached,
                                    checkpoints)

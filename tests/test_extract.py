@@ -127,7 +127,9 @@ class CorruptAt:
         return self.split.load_image(i)
 
 
-def test_corrupt_image_is_named_or_skipped_and_counted(options, capsys):
+@pytest.mark.parametrize("decode_threads", [1, 3])
+def test_corrupt_image_is_named_or_skipped_and_counted(options, capsys, decode_threads):
+    options.decode_threads = decode_threads
     split = make_split(9)
     with pytest.raises(CorruptImageError, match="img5.jpg"):
         extract_split(CorruptAt(split, 5), TINY, resolve_layer(TINY), options)
@@ -380,3 +382,70 @@ def test_sweep_on_a_corrupt_features_file_is_a_one_line_error(tmp_path, capsys):
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(path) in err and "not a readable .npz" in err
+
+
+@pytest.mark.parametrize("decode_threads, batch_size", [(2, 1), (3, 2), (4, 5)])
+def test_parallel_decoding_keeps_the_order(decode_threads, batch_size):
+    split = make_split(23, seed=3)
+    serial = ExtractionOptions(batch_size=batch_size, policy="resize", progress=False)
+    parallel = ExtractionOptions(batch_size=batch_size, policy="resize", progress=False,
+                                 decode_threads=decode_threads)
+    one, _ = extract_split(split, TINY, resolve_layer(TINY), serial)
+    many, kept = extract_split(split, TINY, resolve_layer(TINY), parallel)
+    assert kept.all()
+    np.testing.assert_array_equal(many, one)
+    np.testing.assert_allclose(many, expected_means(split.images), rtol=1e-5, atol=1e-3)
+
+
+class BrokenAt(CorruptAt):
+    """Image ``bad`` is something preprocessing cannot take (not a corrupt file)."""
+
+    def load_image(self, i):
+        return "not an image" if i == self.bad else self.split.load_image(i)
+
+    def describe(self, i):
+        return f"item #{i}"
+
+
+def test_a_preprocessing_failure_names_the_image(options):
+    options.decode_threads = 2
+    with pytest.raises(RuntimeError, match="cannot preprocess item #6: "):
+        extract_split(BrokenAt(make_split(10), 6), TINY, resolve_layer(TINY), options)
+
+
+def test_progress_advances_batch_by_batch_in_order(tmp_path, options, monkeypatch):
+    updates = []
+
+    class Bar:
+        def __init__(self, total, initial, **kwargs):
+            updates.append(("start", total, initial))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            updates.append(n)
+
+    monkeypatch.setattr(extract, "tqdm", Bar)
+    options.decode_threads = 3
+    extract_split(make_split(10), TINY, resolve_layer(TINY), options)
+    assert updates == [("start", 10, 0), 4, 4, 2]
+
+
+@pytest.mark.gpu
+def test_cuda_extraction_equals_the_cpu_one(cupy):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDA provider")
+    split = make_split(37, seed=5)
+    cpu, _ = extract_split(split, TINY, resolve_layer(TINY),
+                           ExtractionOptions(batch_size=8, policy="resize", progress=False))
+    gpu, _ = extract_split(split, TINY, resolve_layer(TINY),
+                           ExtractionOptions(batch_size=8, policy="resize", progress=False,
+                                             device="cuda", decode_threads=3))
+    assert isinstance(gpu, np.ndarray)
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-4)

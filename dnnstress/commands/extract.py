@@ -46,6 +46,9 @@ def add_extraction_arguments(parser, dataset_default="fashion-mnist"):
                         help="stratified subset of the test split (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsets")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--decode-threads", type=int, default=None, metavar="N",
+                        help="threads decoding images (default: one per core with --device "
+                             "cuda, one on the CPU, where the network uses every core)")
     parser.add_argument("--policy", choices=("resize_crop", "resize"), default=None,
                         help="resize the shorter side and centre-crop (the network's "
                              "standard), or resize the whole image (default for small "
@@ -75,7 +78,8 @@ def resolve_model(args):
 def options_from(args, model) -> ExtractionOptions:
     policy = args.policy or default_policy(args.dataset, model)
     return ExtractionOptions(batch_size=args.batch_size, policy=policy, device=args.device,
-                             skip_corrupt=args.skip_corrupt, progress=not args.no_progress)
+                             skip_corrupt=args.skip_corrupt, progress=not args.no_progress,
+                             decode_threads=args.decode_threads)
 
 
 def run(args) -> int:

@@ -1,0 +1,123 @@
+"""`dnnstress extract` under faults: SIGKILL at seeded random moments, then a rerun, must
+give exactly the features of an uninterrupted run; two extractions sharing a cache take
+turns and both succeed.  Real subprocesses on a tiny network and a small fake
+Fashion-MNIST, so each test takes seconds."""
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from dnnstress.features import FeatureSet
+from fakes import make_fashion
+from test_extract import build_channel_means
+
+
+# `dnnstress extract` without the rest of the CLI, whose other commands import scikit-learn
+# and matplotlib: seconds per start, which the tests below pay a dozen times.
+ONLY_EXTRACT = """
+import argparse, sys
+from dnnstress.commands import extract
+parser = argparse.ArgumentParser()
+extract.add_parser(parser.add_subparsers())
+args = parser.parse_args(sys.argv[1:])
+sys.exit(args.func(args))
+"""
+
+
+@pytest.fixture
+def job(tmp_path):
+    """Runs `dnnstress extract` on the tiny network with a given cache and output."""
+    make_fashion(tmp_path / "fashion", n_train=200, n_test=60)
+    network = tmp_path / "means.onnx"
+    build_channel_means(network)
+
+    def start(cache, out):
+        command = [sys.executable, "-c", ONLY_EXTRACT, "extract", "--model", str(network),
+                   "--layer", "means", "--mean", "0,0,0", "--std", "1,1,1",
+                   "--dataset", "fashion-mnist", "--root", str(tmp_path / "fashion"),
+                   "--batch-size", "2", "--no-progress", "--out", str(out)]
+        environment = {**os.environ, "DNNSTRESS_CACHE": str(cache)}
+        return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    return start
+
+
+def _finish(process):
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    return out, err
+
+
+def _arrays(path):
+    with np.load(path) as data:
+        return {name: data[name] for name in ("train_x", "train_y", "test_x", "test_y")}
+
+
+def _assert_same(path, reference):
+    for name, array in _arrays(path).items():
+        np.testing.assert_array_equal(array, reference[name], err_msg=name)
+
+
+def _assert_cache_sound(cache):
+    folder = cache / "features"
+    (cached,) = folder.glob("*.npz")
+    FeatureSet.load(cached)
+    leftovers = [p.name for p in folder.iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # no checkpoint or half-written file survives a finished run
+
+
+@pytest.mark.slow  # a dozen process starts
+def test_sigkill_at_random_moments_then_rerun_gives_identical_features(tmp_path, job):
+    started = time.perf_counter()
+    _finish(job(tmp_path / "clean-cache", tmp_path / "clean.npz"))
+    duration = time.perf_counter() - started
+    # One chain of kills: each rerun resumes what the killed runs before it left (a
+    # checkpoint, perhaps a half-written file) and is itself killed, the last finishes.
+    cache, out = tmp_path / "cache", tmp_path / "out.npz"
+    for moment in np.random.default_rng(2016).uniform(0.2, 1.0, 5) * duration:
+        process = job(cache, out)
+        time.sleep(moment)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=120)
+    _finish(job(cache, out))
+    _assert_same(out, _arrays(tmp_path / "clean.npz"))
+    _assert_cache_sound(cache)
+
+
+def _wait_for_checkpoint(cache, process, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not list((cache / "features").glob(".*.state.json")):
+        assert process.poll() is None, "the first extraction ended before it checkpointed"
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.002)
+
+
+def _next_line(stream, timeout=60):
+    ready, _, _ = select.select([stream], [], [], timeout)
+    assert ready, "no message within the time limit"
+    return stream.readline()
+
+
+def test_two_extractions_sharing_a_cache_take_turns(tmp_path, job):
+    cache = tmp_path / "cache"
+    first = job(cache, tmp_path / "first.npz")
+    _wait_for_checkpoint(cache, first)
+    first.send_signal(signal.SIGSTOP)  # paused in mid-extraction, holding its lock
+    try:
+        second = job(cache, tmp_path / "second.npz")
+        assert "another process is extracting the same features; waiting" in _next_line(
+            second.stderr)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _finish(first)
+    _finish(second)
+    reference = _arrays(tmp_path / "first.npz")
+    _assert_same(tmp_path / "second.npz", reference)
+    _assert_cache_sound(cache)
