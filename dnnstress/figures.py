@@ -59,7 +59,7 @@ def fig_qb(rows, paper=None, *, setup=None) -> Figure:
     """Supplementary Q-B: relative score vs bits kept per value after the erasure."""
     total = qb_bits_kept(0)
     return _curves(rows, paper, ("qb",), lambda p: qb_bits_kept(p["erased_bits"]),
-                   xlabel=f"bits kept per value (of {total}; lowest mantissa bits erased)",
+                   xlabel=f"bits kept per value (of {total}; the lowest bits erased)",
                    title=_title("Bit erasure (Q-B)", setup))
 
 
@@ -208,7 +208,7 @@ def _mark_best(ax, rows, marks):
             chosen.setdefault((cell.kept_dims, cell.n_levels), (cell, marker, []))[2].append(loss)
     for cell, marker, losses in chosen.values():
         x, y = cell.n_levels, 100 * cell.kept_dims / n
-        within = " and ".join(f"≤ {100 * loss:g} %" for loss in losses)
+        within = _percent_list(losses)
         ax.plot(x, y, marker=marker, markersize=11, markeredgecolor="white",
                 markerfacecolor="red", linestyle="none",
                 label=f"{within} loss: {100 * cell.compression_rate:.1f} % "
@@ -218,6 +218,14 @@ def _mark_best(ax, rows, marks):
         ax.annotate(f"{100 * cell.compression_rate:.1f} %", (x, y), xytext=(6, 6),
                     textcoords="offset points", fontsize=8, weight="bold",
                     bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8})
+
+
+def _percent_list(losses):
+    """"≤ 1 %" for one loss, "≤ 1, 2 and 3 %" for several."""
+    numbers = [f"{100 * loss:g}" for loss in losses]
+    if len(numbers) > 1:
+        numbers = [", ".join(numbers[:-1]) + " and " + numbers[-1]]
+    return f"≤ {numbers[0]} %"
 
 
 def _title(name, setup):

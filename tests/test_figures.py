@@ -110,7 +110,7 @@ def test_fig5_marks_follow_table3s_losses_in_order(rows):
     marks = [(line.get_marker(), line.get_xdata()[0], line.get_ydata()[0], line.get_label())
              for line in ax.get_lines()]
     assert [mark[:3] for mark in marks] == [("o", 27, 10), ("X", 8, 10)]
-    assert marks[0][3].startswith("≤ 1 % and ≤ 2 % loss: 98.4 % compression (10 dims x 5")
+    assert marks[0][3].startswith("≤ 1 and 2 % loss: 98.4 % compression (10 dims x 5 bits")
     assert marks[1][3].startswith("≤ 3 % loss: 99.1 % compression (10 dims x 3 bits")
 
 
