@@ -116,7 +116,7 @@ class LayerRunner:
         """``count`` float32 arrays of ``shape`` to decode batches into."""
         if self.device == "cpu":
             return [np.empty(shape, np.float32) for _ in range(count)]
-        return self._gpu().pinned_buffers(shape, count)
+        return self._gpu().allocate(shape, count)
 
     def stage(self, number: int, images: np.ndarray):
         """Start moving batch ``number`` (decoded into ``images``) to the network."""
@@ -150,7 +150,8 @@ class _CudaStaging:
         self.copies = cupy.cuda.Stream(non_blocking=True)
         self.inputs = self.output = None
 
-    def pinned_buffers(self, shape, count):
+    def allocate(self, shape, count):
+        """The device buffers for batches of ``shape``, and ``count`` pinned host ones."""
         cupy = self.cupy
         size = int(np.prod(shape))
         self.inputs = [cupy.empty(shape, cupy.float32) for _ in range(2)]
