@@ -13,7 +13,8 @@
 // b bits (the wrapper validates the range; the mask keeps a bad code from corrupting
 // its neighbours).
 //
-// Compiles under NVRTC (no headers) and nvcc alike.
+// Compiles under NVRTC (no headers) and nvcc alike, and with g++ after host_shim.cuh
+// (the tests' CPU build; integer code only, so there is no device-only branch).
 
 #define DNNSTRESS_THREADS 256
 

@@ -28,8 +28,8 @@
 // pointers allow it (the wrapper picks V), giving one 16-byte load per thread per row;
 // ROWS rows are loaded before any is computed, keeping several loads in flight.
 //
-// Compiles under NVRTC (no headers) and nvcc alike; the extern "C" entry points at the
-// end are every variant dnnstress._cuda launches.
+// Compiles under NVRTC (no headers) and nvcc alike, and with g++ after host_shim.cuh;
+// the extern "C" entry points at the end are every variant dnnstress._cuda launches.
 
 #define DNNSTRESS_THREADS 256
 #define DNNSTRESS_ROWS 4

@@ -170,10 +170,18 @@ def _box(code, arg, kernel):
     return ctype(int(arg))
 
 
+def asan_runtime() -> str | None:
+    """Path of g++'s AddressSanitizer runtime, or None where it is not installed."""
+    if GXX is None:
+        return None
+    found = subprocess.run([GXX, "-print-file-name=libasan.so"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    return found if os.path.isabs(found) and os.path.exists(found) else None
+
+
 def sanitizer_env() -> dict:
     """Environment for a Python child that loads the ASan/UBSan build."""
-    runtime = subprocess.run([GXX, "-print-file-name=libasan.so"], capture_output=True,
-                             text=True, check=True).stdout.strip()
+    runtime = asan_runtime()
     return {**os.environ, SANITIZE_ENV: "1", "LD_PRELOAD": runtime,
             "ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "print_stacktrace=1",
             "PYTHONPATH": os.pathsep.join(sys.path)}

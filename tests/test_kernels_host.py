@@ -179,6 +179,8 @@ def test_mantissa_erasure_on_the_gpu_path_keeps_subnormals(gpu):
 
 
 @pytest.mark.skipif(SANITIZED, reason="this is the run under the sanitizers")
+@pytest.mark.skipif(cuda_host.asan_runtime() is None,
+                    reason="g++'s AddressSanitizer runtime (libasan) is not installed")
 def test_every_kernel_is_clean_under_address_and_undefined_behaviour_sanitizers(tmp_path):
     """The module again, in a child Python that loads the ASan/UBSan build."""
     result = subprocess.run(
