@@ -5,8 +5,10 @@ A Q-2 sweep (h = 2 .. N levels per dimension) over a synthetic problem the size 
 "difficult" entries) is trained twice, configuration by configuration, in the same run:
 by :func:`dnnstress.classify.fit_linear_svms` (all 20 labels at once, ``--batch``
 configurations per call, each batch warm-started from the previous configuration) and by
-scikit-learn's ``LinearSVC`` (LIBLINEAR, one model per label, defaults C = 1, tol = 1e-4).
-Both are scored with the VOC 2007 11-point mAP on the test split; the table shows the
+scikit-learn's ``LinearSVC`` (LIBLINEAR, one model per label, defaults C = 1, tol = 1e-4)
+and, where ``liblinear-official`` is installed, by LIBLINEAR itself with its dual solver
+(``-s 1 -B 1``: the same objective), its ``problem()`` conversion timed apart.
+All are scored with the VOC 2007 11-point mAP on the test split; the table shows the
 seconds per configuration, the speed-up and both scores, then what the paper's grid of
 about 600 trainings would cost.  ``--scale`` shrinks samples and dimensions for a quick run.
 """
@@ -19,7 +21,8 @@ import time
 import numpy as np
 
 from dnnstress._array import to_numpy
-from dnnstress.benchmarks._common import available_devices, print_table, synchronize
+from dnnstress.benchmarks._common import (available_devices, best_time, print_table,
+                                          synchronize)
 from dnnstress.classify import fit_linear_svms, l2_normalize
 from dnnstress.metrics import mean_average_precision
 from dnnstress.stress import UniformQuantizer
@@ -54,7 +57,7 @@ def run(args) -> dict:
     configs = [_q2_then_normalize(X_train, X_test, h) for h in levels]
     devices = available_devices(args.device)
     ours = {device: [] for device in devices}
-    sklearn_rows, warm = [], {device: None for device in devices}
+    sklearn_rows, liblinear_rows, warm = [], [], {device: None for device in devices}
     # Batch by batch, ours then sklearn on the same configurations: both see the same
     # machine load, which matters on a shared 2-core machine.
     for first in range(0, len(configs), args.batch):
@@ -63,16 +66,24 @@ def run(args) -> dict:
             results, warm[device] = _time_ours(chunk, Y_train, Y_test, warm[device], device)
             ours[device] += results
         sklearn_rows += [_time_sklearn(*config, Y_train, Y_test) for config in chunk]
+        liblinear_rows += [_time_liblinear(*config, Y_train, Y_test) for config in chunk]
     rows, summary = [], {}
     for device in devices:
-        for h, (s_ours, map_ours), (s_sk, map_sk) in zip(levels, ours[device],
-                                                         sklearn_rows):
+        for h, (s_ours, map_ours), (s_sk, map_sk), lib in zip(
+                levels, ours[device], sklearn_rows, liblinear_rows):
             rows.append({"device": device, "h": h, "ours s": s_ours, "sklearn s": s_sk,
-                         "speedup": s_sk / s_ours, "mAP ours": 100 * map_ours,
-                         "mAP sklearn": 100 * map_sk})
+                         "speedup": s_sk / s_ours, "liblinear s": lib["train_s"],
+                         "problem() s": lib["problem_s"], "mAP ours": 100 * map_ours,
+                         "mAP sklearn": 100 * map_sk, "mAP liblinear": 100 * lib["map"]})
         summary[device] = _summarise(ours[device], sklearn_rows)
-    print_table(rows, ["device", "h", "ours s", "sklearn s", "speedup", "mAP ours",
-                       "mAP sklearn"])
+    print_table(rows, ["device", "h", "ours s", "sklearn s", "speedup", "liblinear s",
+                       "problem() s", "mAP ours", "mAP sklearn", "mAP liblinear"])
+    if liblinear_rows[0]["map"] != liblinear_rows[0]["map"]:  # NaN: not installed
+        print("LIBLINEAR columns empty: pip install liblinear-official to fill them")
+    normalize = _time_l2_normalize(X_train)
+    print(f"l2_normalize {X_train.shape[0]} x {X_train.shape[1]}: {normalize['seconds']:.4f} "
+          f"s, {normalize['copy_ratio']:.2f}x a copy")
+
     for device, s in summary.items():
         print(f"{device}: {s['ours_s_per_config']:.2f} s/config against sklearn "
               f"{s['sklearn_s_per_config']:.2f} s ({s['speedup']:.1f}x); largest mAP "
@@ -80,7 +91,7 @@ def run(args) -> dict:
               f"{PAPER_GRID_TRAININGS} trainings: {s['grid_hours_ours']:.2f} h against "
               f"{s['grid_hours_sklearn']:.2f} h")
     return {"sizes": sizes, "levels": levels, "batch": args.batch, "rows": rows,
-            "summary": summary}
+            "summary": summary, "l2_normalize": normalize}
 
 
 def make_voc_like(n_train, n_test, n_features, n_labels=20, seed=0):
@@ -126,6 +137,39 @@ def _time_sklearn(X_train, X_test, Y_train, Y_test):
         scores[:, label] = svc.decision_function(X_test)
     seconds = time.perf_counter() - start
     return seconds, mean_average_precision(scores, Y_test)
+
+
+def _time_liblinear(X_train, X_test, Y_train, Y_test):
+    """LIBLINEAR's dual solver (-s 1 -B 1, the same objective as ours) per label:
+    seconds in ``problem()`` (conversion), seconds in ``train``, and the test mAP.
+    NaN everywhere when liblinear-official is not installed."""
+    try:
+        from liblinear.liblinearutil import parameter, problem, train
+    except ImportError:
+        return {"problem_s": float("nan"), "train_s": float("nan"), "map": float("nan")}
+    scores = np.empty(Y_test.shape)
+    problem_s = train_s = 0.0
+    for label in range(Y_train.shape[1]):
+        keep = Y_train[:, label] != 0
+        start = time.perf_counter()
+        data = problem(Y_train[keep, label].astype(np.float64),
+                       np.ascontiguousarray(X_train[keep], dtype=np.float64))
+        middle = time.perf_counter()
+        model = train(data, parameter("-s 1 -B 1 -c 1 -q"))
+        train_s += time.perf_counter() - middle
+        problem_s += middle - start
+        w, b = model.get_decfun()
+        sign = 1.0 if model.get_labels()[0] == 1 else -1.0
+        scores[:, label] = sign * (X_test @ np.asarray(w) + b)
+    return {"problem_s": problem_s, "train_s": train_s,
+            "map": mean_average_precision(scores, Y_test)}
+
+
+def _time_l2_normalize(X):
+    """Best time of l2_normalize on ``X`` and its ratio to a plain copy of ``X``."""
+    seconds = best_time(lambda: l2_normalize(X))
+    copy = best_time(lambda: X.copy())
+    return {"seconds": seconds, "copy_seconds": copy, "copy_ratio": seconds / copy}
 
 
 def _time_ours(chunk, Y_train, Y_test, warm, device):
