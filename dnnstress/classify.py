@@ -132,8 +132,9 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
         LIBLINEAR's regularised bias with s = 1), one problem at a time, for comparison;
         it ignores ``warm_start`` and needs cuML installed.  The default stays ours
         because it batches all labels (and configurations) into each pass over X and
-        warm-starts, which cuML's one-problem-per-fit API cannot; on the CPU it measured
-        11-22x faster than LIBLINEAR (bench/RESULTS.md, ``dnnstress bench svm``).
+        warm-starts, which cuML's one-problem-per-fit API cannot (on the CPU it measured
+        11-22x faster than sklearn's LinearSVC at VOC size, ``dnnstress bench svm``;
+        cuML itself has not been measured yet: no GPU was available).
 
     Returns
     -------
