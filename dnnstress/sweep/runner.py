@@ -117,7 +117,7 @@ class Sweep:
             e for e in parse_experiments(experiments) if e != "baseline")
         self.grid, self.device, self.normalize = grid, device, normalize
         self.progress, self.C, self.ap_method = progress, C, ap_method
-        self.store = ResultsStore(out_dir, self._identity())
+        self.store = ResultsStore(out_dir, self._identity(), n_features=features.n_features)
         self.results_path = self.store.results_path
         self.written = self.skipped = 0
         self.seconds = 0.0
@@ -141,9 +141,16 @@ class Sweep:
                 "normalize": self.normalize}
 
     def run(self) -> Sweep:
-        """Compute every pending row, appending each to ``results.csv``; returns self."""
+        """Compute every pending row, appending each to ``results.csv``; returns self.
+
+        Raises ``RuntimeError`` when another sweep is writing to the same folder.
+        """
+        with self.store:  # the folder's lock, released however the run ends
+            return self._run_locked()
+
+    def _run_locked(self) -> Sweep:
         start = time.perf_counter()
-        existing = self.store.open(self._run_info())
+        existing = self.store.open()
         done = {row_key(row) for row in existing}
         fs = self.features
         units = plan(self.experiments, self.grid, fs.n_features, fs.train_x.shape[0])
@@ -151,6 +158,9 @@ class Sweep:
         total = sum(len(unit.specs) for unit in units)
         self.skipped = total - len(pending)
         if pending:
+            # Recorded only when rows are computed: a rerun that finds everything done
+            # leaves sweep.json as it was.
+            self.store.start_run(self._run_info())
             pipeline = _Pipeline(fs, self.device, self.normalize, self.C, self.ap_method,
                                  self.solver)
             baseline = _baseline_score(existing)
