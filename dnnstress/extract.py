@@ -370,18 +370,16 @@ def extract_features(model: str | ModelSpec | None = None, layer_name: str | Non
     key = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()[:16]
     folder = get_cache_dir(cache_dir) / "features"
     cached = folder / f"{model.name}-{layer.name}-{dataset}-{key}.npz"
-    if not use_cache:
-        return _extract(splits, model, layer, options, onnx_path, metadata, None, [None, None])
     folder.mkdir(parents=True, exist_ok=True)
     with _exclusive(cached.with_suffix(".lock")):
-        feature_set = _load_cached(cached, metadata)
+        feature_set = _load_cached(cached, metadata) if use_cache else None
         if feature_set is None:
             # Files of this key half-written by a killed run; nobody else writes them now.
             for stale in folder.glob(f".*{key}*.tmp"):
                 stale.unlink(missing_ok=True)
             checkpoints = [folder / f".{key}.{name}" for name in splits]
-            feature_set = _extract(splits, model, layer, options, onnx_path, metadata, cached,
-                                   checkpoints)
+            feature_set = _extract(splits, model, layer, options, onnx_path, metadata,
+                                   cached if use_cache else None, checkpoints)
     return feature_set
 
 
@@ -401,8 +399,7 @@ def _extract(splits, model, layer, options, onnx_path, metadata, cached, checkpo
     # Only now is every split stored: an interruption before this point resumes
     # from the checkpoints, whichever split it hit.
     for checkpoint in checkpoints:
-        if checkpoint is not None:
-            remove_checkpoint(checkpoint)
+        remove_checkpoint(checkpoint)
     return feature_set
 
 

@@ -449,3 +449,16 @@ def test_cuda_extraction_equals_the_cpu_one(cupy):
                                              device="cuda", decode_threads=3))
     assert isinstance(gpu, np.ndarray)
     np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-4)
+
+
+def test_without_the_cache_extraction_runs_and_stores_nothing(tmp_path, options, cache):
+    write_image_folder(tmp_path / "images")
+    first = extract_features("tiny-means", None, "folder", tmp_path / "images",
+                             options=options, use_cache=False)
+    assert not list((cache / "features").glob("*.npz"))
+    cached = _extract_folder(tmp_path / "images", options)
+    (_only_cached_file(cache)).write_bytes(b"stale")  # must not be read without the cache
+    again = extract_features("tiny-means", None, "folder", tmp_path / "images",
+                             options=options, use_cache=False)
+    np.testing.assert_array_equal(again.train_x, first.train_x)
+    np.testing.assert_array_equal(cached.train_x, first.train_x)
