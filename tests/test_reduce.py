@@ -134,3 +134,18 @@ def test_pca_fit_holds_no_float64_copy_of_the_data(monkeypatch, n, d):
     result = pca.components_.nbytes + pca.mean_.nbytes + pca.explained_variance_.nbytes
     float64_copy = X.size * 8
     assert peak - result < 0.6 * float64_copy, (peak, result, float64_copy)
+
+
+@pytest.mark.parametrize("d", [1, 3])  # covariance and Gram routes
+def test_pca_refuses_features_whose_squares_overflow(d):
+    X = np.zeros((2, d))
+    X[0, 0] = 1.7e308
+    with pytest.raises(ValueError, match="too large for PCA"):
+        PCADrop().fit(X)
+
+
+def test_float32_pca_of_subnormal_features_stays_finite():
+    # The weakest directions' weights 1 / sqrt(variance) leave float32's range here: the
+    # projection then runs in float64 instead of overflowing.
+    X = np.array([[1e-45, 0, 0], [0, 0, 0]], dtype=np.float32)
+    assert np.isfinite(PCADrop().fit(X).components_).all()

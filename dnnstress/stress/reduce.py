@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from dnnstress._array import array_namespace
-from dnnstress._array import check_count
+from dnnstress._array import check_count, count_nonfinite
 from dnnstress.stress.base import Stressor, like
 
 
@@ -100,7 +100,8 @@ class PCADrop(Stressor):
         n, d = X.shape
         if n < 2:
             raise ValueError("PCADrop needs at least 2 training samples")
-        mean = xp.mean(X, axis=0, dtype=xp.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked by _centred_products
+            mean = xp.mean(X, axis=0, dtype=xp.float64)
         # eigh sorts ascending: flipped to decreasing variance.
         if d <= n:
             variances, vectors = xp.linalg.eigh(_centred_products(X, mean, rows=True))
@@ -150,6 +151,9 @@ def _check_n_components(n_components, available: int, n_features: int) -> int:
 _BLOCK_VALUES = 2**22
 
 
+_FLOAT32_SAFE = 2.0**64  # weights and their products stay far inside float32's range
+
+
 def _block(length: int, other: int) -> int:
     """Entries of a dimension of ``length`` per block, the other dimension being ``other``."""
     return max(1, min(length, _BLOCK_VALUES // max(other, 1)))
@@ -163,13 +167,17 @@ def _centred_products(X, mean, *, rows: bool):
     size = d if rows else n
     total = xp.zeros((size, size), dtype=xp.float64)
     step = _block(n, d) if rows else _block(d, n)
-    for start in range(0, n if rows else d, step):
-        if rows:
-            block = X[start:start + step].astype(xp.float64) - mean
-            total += block.T @ block
-        else:
-            block = X[:, start:start + step].astype(xp.float64) - mean[start:start + step]
-            total += block @ block.T  # numpy hands A @ A.T to BLAS syrk: half the work
+    with np.errstate(over="ignore", invalid="ignore"):  # checked once, below
+        for start in range(0, n if rows else d, step):
+            if rows:
+                block = X[start:start + step].astype(xp.float64) - mean
+                total += block.T @ block
+            else:
+                block = X[:, start:start + step].astype(xp.float64) - mean[start:start + step]
+                total += block @ block.T  # numpy hands A @ A.T to BLAS syrk: half the work
+    if count_nonfinite(total):
+        raise ValueError("the training features are too large for PCA: their squared sums "
+                         "overflow float64 (values near 1e154 or beyond); scale them first")
     return total
 
 
@@ -181,8 +189,12 @@ def _gram_components(X, mean, vectors, variances):
     float64 and exact to their own precision); the eigenpairs came from a float64 Gram.
     """
     xp = array_namespace(X)
-    work = xp.float64 if X.dtype == xp.float64 else xp.float32
-    weights = (vectors / xp.sqrt(variances)).T.astype(work)
+    weights = (vectors / xp.sqrt(variances)).T
+    # float32 unless the weights of the weakest directions (1 / sqrt(variance)) leave
+    # its range, as on features of subnormal magnitude.
+    narrow = X.dtype != xp.float64 and float(xp.max(xp.abs(weights))) < _FLOAT32_SAFE
+    work = xp.float32 if narrow else xp.float64
+    weights = weights.astype(work)
     n, d = X.shape
     components = xp.empty((weights.shape[0], d), dtype=xp.float64)
     step = _block(d, n)
