@@ -34,7 +34,7 @@ def add_parser(subparsers):
     fetch = actions.add_parser(
         "fetch", help="download a data set (Fashion-MNIST)",
         description="Fashion-MNIST comes from the Debian package dataset-fashion-mnist "
-                    "(apt-get download + dpkg -x, no root), or from --url. Other data "
+                    "(apt-get download, unpacked by dnnstress, no root), or from --url. Other data "
                     "sets need a manual download; this command prints how.")
     fetch.add_argument("name", help="data set name (see `dnnstress data list`)")
     fetch.add_argument("--out", "--dest", dest="out", metavar="DIR",

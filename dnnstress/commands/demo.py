@@ -126,14 +126,12 @@ def _ensure_fashion_mnist(args) -> None:
         if args.no_fetch:
             raise
     dest = Path(args.root) if args.root else default_dataset_dir("fashion-mnist")
-    missing = [tool for tool in ("apt-get", "dpkg") if shutil.which(tool) is None]
-    if args.url is None and missing:
-        # fetch.py unpacks Debian's package with these two tools; elsewhere (macOS,
-        # Fedora, Windows) only the upstream files or a copy by hand can work.
+    if args.url is None and shutil.which("apt-get") is None:
+        # fetch.py downloads Debian's package with apt-get (and unpacks it itself);
+        # elsewhere (macOS, Fedora, Windows) only the upstream files or a copy by hand work.
         raise RuntimeError(
-            f"Fashion-MNIST is not installed, and {' and '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} not on this system, so its Debian "
-            f"package cannot be used. Fetch the upstream files with `dnnstress demo --url "
+            "Fashion-MNIST is not installed, and apt-get is not on this system, so its "
+            f"Debian package cannot be fetched. Fetch the upstream files with `dnnstress demo --url "
             f"{UPSTREAM_URL}`, or download {', '.join(FILE_NAMES)} from there into {dest} "
             f"and rerun (or pass --root DIR where they are).")
     output_folder(dest, option="--root")  # a file in the way is named as --root's fault
