@@ -258,6 +258,32 @@ def test_demo_summary_lists_every_file_written_and_the_baseline_once(
     assert printed.count("Baseline") == 1
 
 
+@pytest.mark.parametrize("option, expected", [([], None), (["--no-authors"], False),
+                                              (["--authors", "DIR"], "DIR")])
+def test_demo_passes_its_authors_choice_to_the_report(tmp_path, features_file, monkeypatch,
+                                                      option, expected):
+    seen = {}
+
+    class FakeModel:
+        name, description = "fake", "a fake network"
+
+        def onnx_path(self):
+            return None
+
+    def write_report(out, *, authors):
+        seen["authors"] = authors
+        raise SystemExit(0)  # nothing after the report matters here
+    monkeypatch.setattr(demo_command, "_ensure_fashion_mnist", lambda args: None)
+    monkeypatch.setattr(demo_command, "get_model", FakeModel)
+    monkeypatch.setattr(demo_command, "extract_features",
+                        lambda *args, **kwargs: FeatureSet.load(features_file))
+    monkeypatch.setattr(demo_command, "run_sweep", lambda *args, **kwargs: None)
+    monkeypatch.setattr(demo_command, "write_report", write_report)
+    with pytest.raises(SystemExit):
+        main(["demo", "--out", str(tmp_path / "demo"), "--quiet", *option])
+    assert seen == {"authors": expected}
+
+
 def test_demo_root_naming_a_file_is_a_one_line_error(tmp_path, no_fashion_mnist, capsys):
     a_file = tmp_path / "taken"
     a_file.write_text("not a folder")

@@ -17,6 +17,7 @@ from pathlib import Path
 from dnnstress.commands._common import (add_out_argument, add_quiet_argument,
                                         add_seed_argument, add_threads_argument,
                                         human_output, output_folder, show_progress)
+from dnnstress.commands.report import add_authors_arguments, authors_choice
 from dnnstress.commands.sweep import experiments_argument
 from dnnstress.datasets import (DatasetNotFoundError, default_dataset_dir,
                                 fetch_fashion_mnist, open_dataset)
@@ -68,6 +69,7 @@ def add_parser(subparsers):
     parser.add_argument("--no-fetch", action="store_true",
                         help="never download Fashion-MNIST; fail if it is missing")
     add_seed_argument(parser, what="the subsets and of DR-1's draws")
+    add_authors_arguments(parser)
     add_threads_argument(parser, onnxruntime=True)
     add_quiet_argument(parser)
     parser.set_defaults(func=run)
@@ -102,7 +104,7 @@ def _demo(args) -> None:
     grid = dataclasses.replace(Grid() if args.full else DEMO_GRID, base_seed=args.seed)
     results = run_sweep(features, out, experiments=args.experiments, grid=grid,
                         device=args.device, progress=show_progress(args))
-    summary = write_report(out)
+    summary = write_report(out, authors=authors_choice(args))
     print()
     print(format_summary(summary))
     written = [features_path, results, out / "sweep.json", *map(Path, summary["files"])]
