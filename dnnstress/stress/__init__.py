@@ -17,13 +17,20 @@ paper's compression rate against float32 storage.
 from dnnstress.stress.accounting import (bits_for_levels, compression_rate, dr_schedule,
                                          fc_schedule)
 from dnnstress.stress.base import Identity, Stressor
+from dnnstress.stress.binary import BinaryQuantizer
+from dnnstress.stress.entropy import code_entropy, code_storage
+from dnnstress.stress.floatcast import FloatCast
 from dnnstress.stress.mantissa import MantissaErasure
 from dnnstress.stress.pipeline import StressPipeline, make_fc
+from dnnstress.stress.product import ProductQuantizer, make_pca_pq
 from dnnstress.stress.quantize import UniformQuantizer
 from dnnstress.stress.reduce import PCADrop, RandomDrop
+from dnnstress.stress.rotation import RandomRotation, make_rotated
 
 __all__ = [
     "Identity", "RandomDrop", "PCADrop", "UniformQuantizer", "MantissaErasure",
     "StressPipeline", "make_fc", "Stressor",
     "bits_for_levels", "compression_rate", "dr_schedule", "fc_schedule",
+    "BinaryQuantizer", "RandomRotation", "make_rotated", "FloatCast", "ProductQuantizer",
+    "make_pca_pq", "code_entropy", "code_storage",
 ]
