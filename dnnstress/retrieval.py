@@ -65,8 +65,12 @@ def nearest_neighbors(queries, database, k, *, block_rows=DEFAULT_BLOCK_ROWS):
     indices = xp.empty((n, k), dtype=xp.int64)
     scores = xp.empty((n, k), dtype=xp.result_type(queries.dtype, database.dtype))
     database_t = database.T
+    # One score buffer for all blocks: fresh blocks would pay page faults every time.
+    block = xp.empty((min(block_rows, n), database.shape[0]), dtype=scores.dtype)
     for rows in _row_blocks(n, block_rows):
-        indices[rows], scores[rows] = _top_k(queries[rows] @ database_t, k)
+        block_scores = block[:rows.stop - rows.start]
+        xp.matmul(queries[rows], database_t, out=block_scores)
+        indices[rows], scores[rows] = _top_k(block_scores, k)
     return indices, scores
 
 
@@ -75,7 +79,7 @@ def _top_k(block_scores, k):
     xp = array_namespace(block_scores)
     n_rows, n_cols = block_scores.shape
     if k < n_cols:
-        candidates = xp.argpartition(-block_scores, k - 1, axis=1)[:, :k]
+        candidates = xp.argpartition(block_scores, n_cols - k, axis=1)[:, n_cols - k:]
         # argpartition picks arbitrarily among scores equal to the k-th: a row where more
         # than k scores reach it is ranked in full instead (rare on real features).
         kth = xp.min(xp.take_along_axis(block_scores, candidates, axis=1), axis=1)

@@ -144,3 +144,20 @@ def test_nan_features_are_refused(problem):
     train[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         retrieval_scores(train, *problem[1:4])
+
+
+def test_bench_retrieval_runs_and_reports_its_fractions(capsys):
+    import argparse
+
+    from dnnstress.benchmarks import retrieval as bench
+
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--scale", "0.02", "--k", "5", "--rounds", "1"])
+    args.device = "cpu"
+    result = bench.run(args)["devices"]["cpu"]
+    assert set(result["fraction_of_matmul"]) == {"nearest_neighbors", "retrieval_scores"}
+    assert all(f > 0 for f in result["fraction_of_matmul"].values())
+    assert set(result["scores"]) == {f"{name}@{k}" for name in ("recall", "precision", "map")
+                                     for k in (1, 5, 10)}
+    assert "of the matmul throughput" in capsys.readouterr().out
