@@ -213,3 +213,17 @@ def test_the_gpu_tests_pass_against_the_host_build(tmp_path):
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in summary and "skipped" not in summary, summary
+
+
+def test_a_constant_dimension_far_from_a_test_value_gives_its_constant(gpu):
+    """x - lo overflows (inf / inf = NaN on a constant dimension): code 0, value lo, in
+    the twin and the kernels alike; never a NaN."""
+    lo, step = np.array([3e38, -3e38, 0.0]), np.array([0.0, 0.0, 2e38 / 4])
+    X = np.array([[-3e38, 3e38, 3e38], [0.0, 0.0, -3e38]], dtype=np.float32)
+    expected = _uniform.reconstruct(X, lo, step, 4)
+    np.testing.assert_array_equal(expected[:, :2], np.float32([[3e38, -3e38]] * 2))
+    got = _cuda.reconstruct(gpu.asarray(X), gpu.asarray(lo), gpu.asarray(step), 4)
+    np.testing.assert_array_equal(got.get(), expected)
+    np.testing.assert_array_equal(
+        _cuda.encode(gpu.asarray(X), gpu.asarray(lo), gpu.asarray(step), 4).get(),
+        [[0, 0, 3], [0, 0, 0]])

@@ -340,3 +340,11 @@ def test_float16_features_are_quantized_in_float32(per_dimension):
     np.testing.assert_array_equal(out, reference.transform(X.astype(np.float32)))
     np.testing.assert_array_equal(q.encode(X), reference.encode(X.astype(np.float32)))
     np.testing.assert_array_equal(q.unpack(q.pack(X)), out)
+
+
+@pytest.mark.xfail(strict=True, reason="_cpu_kernels._code clips with max(c, zero), "
+                   "which keeps a NaN; max(zero, c) gives 0 as the twin (reported)")
+def test_a_constant_dimension_far_from_a_test_value_is_not_nan():
+    q = UniformQuantizer(4).fit(np.full((2, 1), 3e38, np.float32))
+    out = q.transform(np.array([[-3e38], [0.0]], np.float32))
+    np.testing.assert_array_equal(out, np.float32([[3e38], [3e38]]))

@@ -15,7 +15,8 @@ to 65535 are integers in float32):
     t         (x - lo) / safe_step              IEEE division, no reciprocal
     code      clip(ceil(t) - 1, 0, h - 1)       nearest centre; an exact tie between two
                                                 centres goes to the lower one, as argmin
-                                                over the dictionary does
+                                                over the dictionary does; a NaN t clips
+                                                to 0 (fmax/fmin, as PTX max/min do)
     value     lo + (code + 0.5) * step          no fused multiply-add
 
 A constant dimension therefore gets code 0 (t = 0) and value lo; values outside the
@@ -53,9 +54,11 @@ def encode(X, lo, step_or_inf, n_levels: int):
     lo, step_or_inf = lo.astype(X.dtype), step_or_inf.astype(X.dtype)
     one = xp.asarray(1, dtype=X.dtype)  # keeps float32 arithmetic in float32
     # x - lo may overflow to +-inf for a test value far outside the training range: the
-    # clip then gives it the first or last code, as for any value beyond the range.
-    with np.errstate(over="ignore"):
-        codes = xp.clip(xp.ceil((X - lo) / step_or_inf) - one, 0, n_levels - 1)
+    # clip then gives it the first or last code, as for any value beyond the range; on
+    # a constant dimension that is inf / inf = NaN, which fmax takes to code 0.
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = (X - lo) / step_or_inf
+    codes = xp.fmin(xp.fmax(xp.ceil(t) - one, 0), n_levels - 1)
     return codes.astype(code_dtype(n_levels))
 
 
