@@ -84,7 +84,10 @@ class BinaryQuantizer(Stressor):
 
     def transform(self, X):
         """The reconstruction: each value replaced by its side's level."""
-        return self.decode(self.encode(X), dtype=self._output_dtype(X))
+        X = self._validate_transform_input(X)
+        dtype = self._output_dtype(X)
+        low, high = like(self.low_, X).astype(dtype), like(self.high_, X).astype(dtype)
+        return array_namespace(X).where(X > like(self.threshold_, X), high, low)
 
     def encode(self, X):
         """Codes, uint8 0 or 1, shape (n, n_features)."""

@@ -110,6 +110,8 @@ class FloatCast(Stressor):
     def transform(self, X):
         """Values rounded to the format, in X's dtype (float32 for float16)."""
         X = self._validate_transform_input(X)
+        if isinstance(X, np.ndarray) and self.format_ in _NATIVE_CASTS:
+            return _NATIVE_CASTS[self.format_](self._clipped(X, in_float64=False))
         rounded = round_to_format(self._clipped(X), self.format_)
         return rounded.astype(_output_dtype(X.dtype))
 
@@ -140,12 +142,15 @@ class FloatCast(Stressor):
         codes = unpack_codes(packed, self.format_.width, self.n_features_out_)
         return self.decode(codes, dtype)
 
-    def _clipped(self, X):
-        """X in float64 (exact), clipped to the largest finite value when saturating."""
-        X = X.astype(array_namespace(X).float64)
+    def _clipped(self, X, in_float64=True):
+        """X (in float64 by default: exact), clipped to the largest finite value when
+        saturating (the limits of these formats are float32 values)."""
+        xp = array_namespace(X)
+        if in_float64:
+            X = X.astype(xp.float64)
         if self.saturate:
             limit = self.format_.max_finite
-            X = array_namespace(X).clip(X, -limit, limit)
+            X = xp.clip(X, -limit, limit)
         return X
 
 
@@ -205,6 +210,29 @@ def decode_bits(codes, fmt: FloatFormat):
                           xp.nan, values)
     negative = (codes >> (fmt.width - 1)) & 1
     return xp.where(negative == 1, -values, values)
+
+
+def _float16_cast(X):
+    """numpy's own float16 conversion: correctly rounded (ties to even) from float32 and
+    float64 alike, overflow to inf: the emulation's result, at the speed of a cast."""
+    with np.errstate(over="ignore"):  # overflow to inf is the format's answer
+        return X.astype(np.float16).astype(_output_dtype(X.dtype))
+
+
+def _bfloat16_cast(X):
+    """bfloat16 of float32 ``X`` by rounding the top 16 bits of its pattern to nearest
+    even (the carry runs into the exponent, and from the largest binade to inf)."""
+    if X.dtype != np.float32:
+        return round_to_format(X.astype(np.float64), FORMATS["bfloat16"]).astype(
+            _output_dtype(X.dtype))
+    bits = X.view(np.uint32)
+    rounded = bits + np.uint32(0x7FFF)
+    rounded += (bits >> np.uint32(16)) & np.uint32(1)
+    rounded &= np.uint32(0xFFFF0000)
+    return rounded.view(np.float32)
+
+
+_NATIVE_CASTS = {FORMATS["float16"]: _float16_cast, FORMATS["bfloat16"]: _bfloat16_cast}
 
 
 def _check_format(name) -> FloatFormat:
