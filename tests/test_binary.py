@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
+from dnnstress._array import to_numpy
 from dnnstress.stress._packing import pack_codes
 from dnnstress.stress.binary import BinaryQuantizer
 
@@ -87,3 +88,16 @@ def test_errors(relu_features):
     bad[0, 0] = np.inf
     with pytest.raises(ValueError, match="NaN or infinite"):
         q.transform(bad)
+
+
+@pytest.mark.parametrize("threshold", ["zero", "median"])
+def test_same_results_on_the_array_backend(xp, relu_features, threshold):
+    q = BinaryQuantizer(threshold).fit(relu_features)
+    q_device = BinaryQuantizer(threshold).fit(xp.asarray(relu_features))
+    X = xp.asarray(relu_features[::-1] - 0.1)
+    for name in ("transform", "encode", "pack"):
+        got = getattr(q_device, name)(X)
+        assert type(got) is type(X)
+        np.testing.assert_array_equal(to_numpy(got), getattr(q, name)(to_numpy(X)))
+    np.testing.assert_array_equal(to_numpy(q_device.unpack(q_device.pack(X))),
+                                  q.transform(to_numpy(X)))

@@ -6,6 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from dnnstress._array import to_numpy
 from dnnstress.stress import UniformQuantizer
 from dnnstress.stress.entropy import CodeStorage, code_entropy, code_storage
 
@@ -53,3 +54,9 @@ def test_single_row_and_errors():
         code_entropy(np.zeros(3, np.uint8))
     with pytest.raises(ValueError, match="fit in 2 bits"):
         code_storage(np.array([[4]]), 2)
+
+
+def test_same_results_on_the_array_backend(xp):
+    codes = np.random.default_rng(3).integers(0, 5, (40, 6)).astype(np.uint8)
+    got = code_entropy(xp.asarray(codes))
+    np.testing.assert_allclose(to_numpy(got), code_entropy(codes), rtol=1e-12)

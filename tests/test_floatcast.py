@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
+from dnnstress._array import to_numpy
 from dnnstress.stress.floatcast import FORMATS, FloatCast, decode_bits
 
 ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes not installed "
@@ -124,3 +125,16 @@ def test_errors():
     X[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite"):
         cast.transform(X)
+
+
+@pytest.mark.parametrize("name", FORMAT_NAMES)
+def test_same_results_on_the_array_backend(xp, name):
+    X = np.concatenate([dense_float32()[::50], ties_of(name)[::7]]).reshape(-1, 1)
+    cast = FloatCast(name).fit(X)
+    device = xp.asarray(X)
+    got = cast.transform(device)
+    assert type(got) is type(device)
+    assert_same_values(to_numpy(got), cast.transform(X))
+    codes = cast.encode(device)
+    np.testing.assert_array_equal(to_numpy(codes), cast.encode(X))
+    assert_same_values(to_numpy(cast.decode(codes)), cast.decode(cast.encode(X)))

@@ -106,3 +106,9 @@ def test_missing_faiss_says_how_to_install(monkeypatch, X):
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss raises ImportError
     with pytest.raises(ImportError, match="pip install faiss-cpu"):
         ProductQuantizer(3, 4).fit(X)
+
+
+@pytest.mark.gpu
+def test_cupy_input_is_refused_with_the_way_out(faiss, X, cupy):
+    with pytest.raises(TypeError, match="runs on the CPU"):
+        ProductQuantizer(3, 4).fit(cupy.asarray(X))

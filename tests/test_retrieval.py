@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from dnnstress._array import to_numpy
 from dnnstress.classify import l2_normalize
 from dnnstress.retrieval import (knn_accuracy, nearest_neighbors, recall_at_k,
                                  retrieval_scores)
@@ -161,3 +162,14 @@ def test_bench_retrieval_runs_and_reports_its_fractions(capsys):
     assert set(result["scores"]) == {f"{name}@{k}" for name in ("recall", "precision", "map")
                                      for k in (1, 5, 10)}
     assert "of the matmul throughput" in capsys.readouterr().out
+
+
+def test_same_results_on_the_array_backend(xp, problem):
+    device = [xp.asarray(a) for a in problem[:4]]
+    got = retrieval_scores(*device, *problem[4:], ks=(1, 5), block_rows=10)
+    assert got == pytest.approx(retrieval_scores(*problem, ks=(1, 5), block_rows=10),
+                                abs=1e-12)
+    indices, scores = nearest_neighbors(device[1], device[0], 4)
+    assert type(indices) is type(device[0]) and type(scores) is type(device[0])
+    np.testing.assert_array_equal(to_numpy(indices),
+                                  nearest_neighbors(problem[1], problem[0], 4)[0])

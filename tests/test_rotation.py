@@ -5,6 +5,7 @@ import pytest
 from scipy.linalg import hadamard
 from sklearn.exceptions import NotFittedError
 
+from dnnstress._array import to_numpy
 from dnnstress.stress import UniformQuantizer
 from dnnstress.stress.binary import BinaryQuantizer
 from dnnstress.stress.rotation import RandomRotation, make_rotated, walsh_hadamard
@@ -87,3 +88,14 @@ def test_errors():
     r = RandomRotation(random_state=0).fit(X)
     with pytest.raises(ValueError, match="Y has 3 features"):
         r.inverse_transform(X[:, :3])
+
+
+@pytest.mark.parametrize("d", [16, 12])
+def test_same_results_on_the_array_backend(xp, d):
+    X = features(d, dtype=np.float32)
+    r = RandomRotation(random_state=2).fit(X)
+    device = xp.asarray(X)
+    Y = r.transform(device)
+    assert type(Y) is type(device)
+    np.testing.assert_allclose(to_numpy(Y), r.transform(X), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(r.inverse_transform(Y)), X, atol=1e-5)
