@@ -122,9 +122,14 @@ class UniformQuantizer(Stressor):
 
     def decode(self, codes, dtype=None):
         """Bin centres for integer ``codes``, as ``dtype`` (default: the training dtype)."""
-        self._check_codes(codes)
+        dtype = np.dtype(self.dtype_ if dtype is None else dtype)
+        compiled = _decodes_compiled(codes, dtype)
+        self._check_codes(codes, check_range=not compiled)  # the compiled pass checks it
         lo, step = self._params_like(codes)
-        return _uniform.decode(codes, lo, step, self.dtype_ if dtype is None else dtype)
+        if compiled:
+            from dnnstress.stress import _cpu_kernels
+            return _cpu_kernels.decode(codes, lo, step, self.n_levels_, dtype)
+        return _uniform.decode(codes, lo, step, dtype)
 
     def pack(self, X):
         """Codes of ``X`` as a dense bit stream: uint8 array (n_rows, ceil(bits_per_vector/8))."""
@@ -136,6 +141,13 @@ class UniformQuantizer(Stressor):
         self._check_packed_input(packed)
         if n_rows is not None:
             packed = packed.reshape(n_rows, -1)
+        dtype = np.dtype(self.dtype_ if dtype is None else dtype)
+        if _decodes_compiled(packed, dtype):  # one pass, no matrix of codes in between
+            from dnnstress.stress import _cpu_kernels
+            lo, step = self._params_like(packed)
+            return _cpu_kernels.unpack_decode(packed, self.bits_per_value_,
+                                              self.n_features_out_, lo, step,
+                                              self.n_levels_, dtype)
         codes = _kernels_for(packed).unpack(packed, self.bits_per_value_, self.n_features_out_)
         return self.decode(codes, dtype)
 
@@ -162,7 +174,7 @@ class UniformQuantizer(Stressor):
         self._check_fitted()
         _kernels_for(packed)
 
-    def _check_codes(self, codes):
+    def _check_codes(self, codes, check_range=True):
         self._check_fitted()
         xp = array_namespace(codes)
         if codes.ndim != 2 or codes.shape[1] != self.n_features_out_:
@@ -170,7 +182,8 @@ class UniformQuantizer(Stressor):
                              f"got {codes.shape}")
         if not xp.issubdtype(codes.dtype, xp.integer):
             raise TypeError(f"codes must be integers, got {codes.dtype}")
-        if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= self.n_levels_):
+        if check_range and codes.size and (int(codes.min()) < 0
+                                           or int(codes.max()) >= self.n_levels_):
             raise ValueError(f"codes must lie in [0, {self.n_levels_ - 1}]")
 
 
@@ -218,3 +231,10 @@ def _check_range_fits(low, high, dtype) -> None:
 
 def _contiguous(X):
     return array_namespace(X).ascontiguousarray(X)
+
+
+def _decodes_compiled(codes, dtype) -> bool:
+    """Whether ``decode``/``unpack`` run the compiled CPU kernels (numpy codes, float32 or
+    float64 centres; they equal ``_uniform.decode`` bit for bit) rather than the formula."""
+    return not is_cupy_array(codes) and isinstance(codes, np.ndarray) and dtype in (
+        np.float32, np.float64)

@@ -1,0 +1,130 @@
+"""The compiled CPU quantizer kernels equal their array-API twins bit for bit.
+
+``_uniform`` (encode, decode, reconstruct) and ``_packing`` (pack_codes, unpack_codes)
+are the specification; the numba kernels in ``_cpu_kernels`` are fast copies of it, and
+each comparison here is exact.  Shapes, widths and layouts are drawn by hypothesis:
+column counts that are not a multiple of 8 (the last group of a packed row), widths 1
+to 16 (one 64-bit word per group or two), codes of every integer type, sliced inputs.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dnnstress.stress import UniformQuantizer, _cpu_kernels, _packing, _uniform
+
+EXACT = settings(max_examples=40, deadline=None)
+
+
+def _fitted(seed, n, d, h, dtype, per_dimension=True):
+    rng = np.random.default_rng(seed)
+    X = (rng.standard_normal((n, d)) * rng.uniform(0.01, 100)).astype(dtype)
+    X[:, 0] = X[0, 0]  # a constant dimension: step 0
+    return X, UniformQuantizer(h, per_dimension=per_dimension).fit(X)
+
+
+@EXACT
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 12), d=st.integers(1, 70),
+       h=st.integers(1, 65536), dtype=st.sampled_from([np.float32, np.float64]))
+def test_encode_and_reconstruct_equal_the_twin(seed, n, d, h, dtype):
+    X, q = _fitted(seed, n, d, h, dtype)
+    test = X * dtype(1.5)  # values beyond the training range clamp
+    lo, step = q.data_min_, q.step_
+    np.testing.assert_array_equal(_cpu_kernels.encode(test, lo, step, h),
+                                  _uniform.encode(test, lo, _uniform.safe_step(step), h))
+    np.testing.assert_array_equal(_cpu_kernels.reconstruct(test, lo, step, h),
+                                  _uniform.reconstruct(test, lo, step, h))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("kernel", [_cpu_kernels.encode, _cpu_kernels.reconstruct])
+def test_non_finite_input_is_refused_wherever_it_is(kernel, bad):
+    X = np.random.default_rng(0).standard_normal((9, 4099)).astype(np.float32)
+    lo, step = X.min(0).astype(np.float64), ((X.max(0) - X.min(0)) / 5).astype(np.float64)
+    for i, j in ((0, 0), (8, 4098), (4, 2049)):  # first, last, middle of a row
+        Y = X.copy()
+        Y[i, j] = bad
+        with pytest.raises(ValueError, match="1 NaN or infinite"):
+            kernel(Y, lo, step, 5)
+
+
+@EXACT
+@given(seed=st.integers(0, 10**6), n=st.integers(0, 12), d=st.integers(1, 70),
+       h=st.integers(1, 65536), dtype=st.sampled_from([np.float32, np.float64]),
+       code_type=st.sampled_from([np.uint8, np.uint16, np.int64]),
+       sliced=st.booleans())
+def test_decode_equals_the_twin(seed, n, d, h, dtype, code_type, sliced):
+    X, q = _fitted(seed, max(n, 1), d, h, dtype)
+    top = min(h - 1, np.iinfo(code_type).max)
+    codes = np.random.default_rng(seed).integers(0, top + 1, (n, 2 * d)).astype(code_type)
+    codes = codes[:, ::2] if sliced else codes[:, :d]  # strided or C-contiguous
+    for out_type in (np.float32, np.float64):
+        np.testing.assert_array_equal(
+            _cpu_kernels.decode(codes, q.data_min_, q.step_, h, out_type),
+            _uniform.decode(codes, q.data_min_, q.step_, out_type))
+
+
+@pytest.mark.parametrize("code_type, bad", [(np.uint8, 27), (np.uint16, 65535),
+                                            (np.int64, -1), (np.int64, 1 << 20)])
+def test_decode_refuses_codes_out_of_range(code_type, bad):
+    _, q = _fitted(0, 10, 37, 27, np.float32)
+    codes = np.zeros((10, 37), code_type)
+    codes[9, 36] = bad
+    with pytest.raises(ValueError, match=r"\[0, 26\], got 1 value"):
+        _cpu_kernels.decode(codes, q.data_min_, q.step_, 27, np.float32)
+    with pytest.raises(ValueError, match=r"\[0, 26\]"):
+        q.decode(codes)
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(0, 9), d=st.integers(1, 90),
+       bits=st.integers(0, 16), sliced=st.booleans())
+def test_pack_and_unpack_equal_the_twin(seed, n, d, bits, sliced):
+    code_type = _packing.code_dtype_for_bits(bits)
+    codes = np.random.default_rng(seed).integers(0, 1 << bits, (n, 2 * d)).astype(code_type)
+    codes = codes[:, 1::2] if sliced else codes[:, :d]
+    packed = _cpu_kernels.pack(codes, bits)
+    np.testing.assert_array_equal(packed, _packing.pack_codes(codes, bits))
+    np.testing.assert_array_equal(_cpu_kernels.unpack(packed, bits, d),
+                                  _packing.unpack_codes(packed, bits, d))
+    # Padding bits set in the input do not leak into the codes.
+    value_bits = _packing.pack_codes(np.full(codes.shape, (1 << bits) - 1, code_type), bits)
+    noisy = packed | ~value_bits
+    np.testing.assert_array_equal(_cpu_kernels.unpack(noisy, bits, d),
+                                  _packing.unpack_codes(noisy, bits, d))
+
+
+@EXACT
+@given(seed=st.integers(0, 10**6), n=st.integers(0, 700), d=st.integers(1, 600),
+       h=st.integers(1, 65536), dtype=st.sampled_from([np.float32, np.float64]))
+def test_unpack_decode_equals_the_twin(seed, n, d, h, dtype):
+    # n * d up to 420,000 values: several slabs of rows, the last one partial.
+    _, q = _fitted(seed, 3, d, h, dtype)
+    bits = q.bits_per_value_
+    codes = np.random.default_rng(seed).integers(0, h, (n, d)).astype(
+        _packing.code_dtype_for_bits(bits))
+    packed = _packing.pack_codes(codes, bits)
+    np.testing.assert_array_equal(
+        _cpu_kernels.unpack_decode(packed, bits, d, q.data_min_, q.step_, h, dtype),
+        _uniform.decode(codes, q.data_min_, q.step_, dtype))
+
+
+def test_unpack_decode_refuses_codes_beyond_the_levels():
+    _, q = _fitted(0, 4, 9, 27, np.float32)  # 5 bits hold codes up to 31
+    codes = np.zeros((4, 9), np.uint8)
+    codes[3, 8] = 27
+    with pytest.raises(ValueError, match=r"\[0, 26\]"):
+        q.unpack(_packing.pack_codes(codes, 5))
+
+
+@pytest.mark.parametrize("h", [2, 16, 27, 256, 1000])
+def test_quantizer_decode_and_unpack_equal_the_formula(h):
+    X, q = _fitted(h, 50, 41, h, np.float32)
+    lo, step = q._params_like(X)
+    codes = q.encode(X)
+    expected = _uniform.decode(codes, lo, step, np.float32)
+    np.testing.assert_array_equal(q.decode(codes), expected)
+    np.testing.assert_array_equal(q.unpack(q.pack(X)), expected)
+    np.testing.assert_array_equal(q.unpack(q.pack(X), dtype=np.float64),
+                                  _uniform.decode(codes, lo, step, np.float64))
