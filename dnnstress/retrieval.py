@@ -13,7 +13,8 @@ similarity), once in the unstressed space and once in the stressed one.
 
 Search is brute force, by blocked matrix products: ``block_rows`` queries at a time are
 scored against the whole database, so memory stays at ``block_rows x n_train`` scores
-whatever the number of queries.  Ranking is a total order, decreasing score and then
+whatever the number of queries (by default as many rows as make about 32 MiB of
+scores: a matrix product of a few hundred rows runs well below the speed of a large one).  Ranking is a total order, decreasing score and then
 increasing training index, so results are deterministic, ties included, and the ``k``
 nearest are the first ``k`` of the ``K > k`` nearest.  Written against the array API:
 numpy or CuPy in, the same backend computes.
@@ -27,10 +28,11 @@ from dnnstress._array import array_namespace, check_count, check_features, to_nu
 from dnnstress.classify import l2_normalize
 
 DEFAULT_KS = (1, 10, 100)
-DEFAULT_BLOCK_ROWS = 256
+DEFAULT_BLOCK_ROWS = 256  # label bookkeeping: (rows, k, classes) booleans a block
+SCORE_BLOCK_BYTES = 32 << 20
 
 
-def nearest_neighbors(queries, database, k, *, block_rows=DEFAULT_BLOCK_ROWS):
+def nearest_neighbors(queries, database, k, *, block_rows=None):
     """The ``k`` database rows of largest inner product with every query.
 
     Parameters
@@ -39,9 +41,9 @@ def nearest_neighbors(queries, database, k, *, block_rows=DEFAULT_BLOCK_ROWS):
     database : array of shape (n_database, d), on the backend of ``queries``
     k : int
         Neighbours per query, 1 to ``n_database``.
-    block_rows : int, default 256
-        Queries scored per matrix product (bounds the memory to ``block_rows *
-        n_database`` scores).
+    block_rows : int or None, default None
+        Queries scored per matrix product (None: about 32 MiB of scores); memory
+        stays at a few times ``block_rows * n_database`` scores.
 
     Returns
     -------
@@ -60,10 +62,12 @@ def nearest_neighbors(queries, database, k, *, block_rows=DEFAULT_BLOCK_ROWS):
     check_features(database, name="database", n_features=queries.shape[1])
     xp = array_namespace(queries, database)
     k = check_count(k, "k", 1, database.shape[0])
-    block_rows = check_count(block_rows, "block_rows", 1, 1 << 30)
     n = queries.shape[0]
     indices = xp.empty((n, k), dtype=xp.int64)
     scores = xp.empty((n, k), dtype=xp.result_type(queries.dtype, database.dtype))
+    if block_rows is None:
+        block_rows = max(1, SCORE_BLOCK_BYTES // (database.shape[0] * scores.itemsize))
+    block_rows = check_count(block_rows, "block_rows", 1, 1 << 30)
     database_t = database.T
     # One score buffer for all blocks: fresh blocks would pay page faults every time.
     block = xp.empty((min(block_rows, n), database.shape[0]), dtype=scores.dtype)
@@ -104,7 +108,7 @@ def _ranked(scores, indices):
 
 
 def retrieval_scores(train, test, stressed_train, stressed_test, y_train=None, y_test=None,
-                     *, ks=DEFAULT_KS, normalize=True, block_rows=DEFAULT_BLOCK_ROWS):
+                     *, ks=DEFAULT_KS, normalize=True, block_rows=None):
     """Retrieval scores of stressed features against the unstressed ones.
 
     Parameters
@@ -121,8 +125,8 @@ def retrieval_scores(train, test, stressed_train, stressed_test, y_train=None, y
         Neighbourhood sizes, each at most ``n_train``.
     normalize : bool, default True
         L2-normalise all four feature sets first (the inner product is then the cosine).
-    block_rows : int, default 256
-        Test vectors per matrix product.
+    block_rows : int or None, default None
+        Test vectors per matrix product (None: about 32 MiB of scores).
 
     Returns
     -------
@@ -207,9 +211,11 @@ def _row_blocks(n, block_rows):
 
 def _relevance(neighbors, y_train, y_test):
     """Boolean (n_test, K): is the retrieved training item relevant to the query?"""
+    xp = array_namespace(neighbors)
     if y_train.ndim == 1:
         return y_train[neighbors] == y_test[:, None]
-    xp = array_namespace(neighbors)
+    if y_train.shape[1] <= _MAX_SET_LABELS:
+        return (_label_sets(y_train)[neighbors] & _label_sets(y_test)[:, None]) != 0
     shared = (y_train[neighbors] > 0) & (y_test[:, None, :] > 0)
     return xp.any(shared, axis=2)
 
@@ -221,12 +227,30 @@ def _relevant_counts(y_train, y_test):
         classes, sizes = xp.unique(y_train, return_counts=True)
         where = xp.clip(xp.searchsorted(classes, y_test), 0, classes.shape[0] - 1)
         return xp.where(classes[where] == y_test, sizes[where], 0)
+    counts = xp.empty(y_test.shape[0], dtype=xp.int64)
+    if y_train.shape[1] <= _MAX_SET_LABELS:
+        # Few distinct label sets in a training set: count each once, not each image.
+        sets, sizes = xp.unique(_label_sets(y_train), return_counts=True)
+        test_sets = _label_sets(y_test)
+        for rows in _row_blocks(y_test.shape[0], DEFAULT_BLOCK_ROWS):
+            shared = (test_sets[rows, None] & sets) != 0
+            counts[rows] = xp.sum(xp.where(shared, sizes, 0), axis=1)
+        return counts
     positive_train = (y_train > 0).astype(xp.float32).T
     positive_test = (y_test > 0).astype(xp.float32)
-    counts = xp.empty(y_test.shape[0], dtype=xp.int64)
     for rows in _row_blocks(y_test.shape[0], DEFAULT_BLOCK_ROWS):
         counts[rows] = xp.count_nonzero(positive_test[rows] @ positive_train > 0, axis=1)
     return counts
+
+
+_MAX_SET_LABELS = 63  # label sets as bits of an int64
+
+
+def _label_sets(y):
+    """Every row's positive labels as the bits of one int64 (at most 63 labels)."""
+    xp = array_namespace(y)
+    bits = xp.asarray(1, dtype=xp.int64) << xp.arange(y.shape[1], dtype=xp.int64)
+    return xp.sum(xp.where(y > 0, bits, 0), axis=1)
 
 
 def _check_ks(ks, n_train):

@@ -173,3 +173,26 @@ def test_same_results_on_the_array_backend(xp, problem):
     assert type(indices) is type(device[0]) and type(scores) is type(device[0])
     np.testing.assert_array_equal(to_numpy(indices),
                                   nearest_neighbors(problem[1], problem[0], 4)[0])
+
+
+@pytest.mark.parametrize("n_labels", [5, 70])  # label sets as int64 bits, and past 63
+def test_multi_label_scores_match_naive_transcription(n_labels):
+    rng = np.random.default_rng(4)
+    y_train = rng.choice([1, -1, 0], (80, n_labels), p=[0.06, 0.9, 0.04])
+    y_test = rng.choice([1, -1, 0], (15, n_labels), p=[0.06, 0.9, 0.04])
+    train, test = rng.standard_normal((80, 6)), rng.standard_normal((15, 6))
+    k = 12
+    got = retrieval_scores(train, test, train, test, y_train, y_test, ks=(k,))
+    found = naive_neighbors(l2_normalize(test), l2_normalize(train), k)
+    shares = lambda i, j: bool(np.any((y_test[i] > 0) & (y_train[j] > 0)))  # noqa: E731
+    precision, aps = [], []
+    for i in range(15):
+        rel = [shares(i, j) for j in found[i]]
+        precision.append(sum(rel) / k)
+        n_rel = sum(shares(i, j) for j in range(80))
+        if n_rel:
+            hits = np.cumsum(rel)
+            aps.append(sum(hits[r] / (r + 1) for r in range(k) if rel[r]) / min(k, n_rel))
+    assert got[f"precision@{k}"] == pytest.approx(np.mean(precision), abs=1e-12)
+    assert got[f"map@{k}"] == pytest.approx(np.mean(aps), abs=1e-12)
+    assert 0 < got[f"map@{k}"] < 1

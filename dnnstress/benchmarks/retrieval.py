@@ -32,8 +32,8 @@ def add_arguments(parser) -> None:
                         help="shrink samples and dimensions by this factor (default 1: "
                              "VOC 2007 size)")
     parser.add_argument("--k", type=int, default=100, help="neighbours (default 100)")
-    parser.add_argument("--block-rows", type=int, default=256,
-                        help="queries per matrix product (default 256)")
+    parser.add_argument("--block-rows", type=int, default=None,
+                        help="queries per matrix product (default: about 32 MiB of scores)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved timing rounds, best of each kept (default 3)")
     parser.add_argument("--seed", type=int, default=0)
@@ -42,7 +42,7 @@ def add_arguments(parser) -> None:
 def run(args) -> dict:
     if not 0 < args.scale <= 1:
         raise ValueError(f"--scale must be in (0, 1], got {args.scale}")
-    if args.rounds < 1 or args.block_rows < 1:
+    if args.rounds < 1 or (args.block_rows is not None and args.block_rows < 1):
         raise ValueError("--rounds and --block-rows must be >= 1")
     sizes = {k: max(int(round(v * args.scale)), 2) for k, v in VOC2007.items()
              if k != "n_labels"}
@@ -55,7 +55,8 @@ def run(args) -> dict:
     flop = 2.0 * sizes["n_train"] * sizes["n_test"] * sizes["n_features"]
     print(f"synthetic VOC-like problem: {sizes['n_train']} train / {sizes['n_test']} test, "
           f"{sizes['n_features']}-d float32, L2-normalised; stress Q-2 h = 8; k = {args.k}, "
-          f"{args.block_rows} queries a block; best of {args.rounds} interleaved rounds")
+          f"queries per block: {args.block_rows or 'about 32 MiB of scores'}; best of "
+          f"{args.rounds} interleaved rounds")
     rows, results = [], {"sizes": sizes, "k": args.k, "block_rows": args.block_rows,
                          "goal": GOAL, "devices": {}}
     for device in available_devices(args.device):
