@@ -60,8 +60,12 @@ def nearest_neighbors(queries, database, k, *, block_rows=None):
     """
     check_features(queries, name="queries")
     check_features(database, name="database", n_features=queries.shape[1])
+    return _search(queries, database, check_count(k, "k", 1, database.shape[0]), block_rows)
+
+
+def _search(queries, database, k, block_rows):
+    """:func:`nearest_neighbors` of checked features."""
     xp = array_namespace(queries, database)
-    k = check_count(k, "k", 1, database.shape[0])
     n = queries.shape[0]
     indices = xp.empty((n, k), dtype=xp.int64)
     scores = xp.empty((n, k), dtype=xp.result_type(queries.dtype, database.dtype))
@@ -140,15 +144,16 @@ def retrieval_scores(train, test, stressed_train, stressed_test, y_train=None, y
     average precision at k: ``sum_i P@i rel_i / min(k, n_relevant)``.  Queries without
     any relevant training item are left out (their precision still counts as 0).
     """
-    sets = _checked_sets(train, test, stressed_train, stressed_test)
+    # l2_normalize counts NaN and inf itself: one pass over the features, not two.
+    sets = _checked_sets(train, test, stressed_train, stressed_test, check_finite=not normalize)
     ks = _check_ks(ks, train.shape[0])
     if normalize:
         sets = [l2_normalize(x) for x in sets]
     train, test, stressed_train, stressed_test = sets
     labels = _checked_labels(y_train, y_test, train.shape[0], test.shape[0], train)
     deepest = max(ks)
-    true, _ = nearest_neighbors(test, train, deepest, block_rows=block_rows)
-    found, _ = nearest_neighbors(stressed_test, stressed_train, deepest, block_rows=block_rows)
+    true, _ = _search(test, train, deepest, block_rows)
+    found, _ = _search(stressed_test, stressed_train, deepest, block_rows)
     result = {f"recall@{k}": recall_at_k(true, found, k) for k in ks}
     if labels is not None:
         result.update(label_scores(found, *labels, ks))
@@ -267,11 +272,11 @@ def _check_ks(ks, n_train):
     return tuple(check_count(k, "k", 1, n_train) for k in ks)
 
 
-def _checked_sets(train, test, stressed_train, stressed_test):
+def _checked_sets(train, test, stressed_train, stressed_test, check_finite):
     names = ("train", "test", "stressed_train", "stressed_test")
     sets = [train, test, stressed_train, stressed_test]
     for x, name in zip(sets, names):
-        check_features(x, name=name)
+        check_features(x, name=name, check_finite=check_finite)
     array_namespace(*sets)
     for a, b, what in ((train, test, ""), (stressed_train, stressed_test, "stressed_")):
         if a.shape[1] != b.shape[1]:

@@ -144,7 +144,7 @@ def test_nan_features_are_refused(problem):
     train = problem[0].copy()
     train[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        retrieval_scores(train, *problem[1:4])
+        retrieval_scores(train, *problem[1:4], ks=(1,))
 
 
 def test_bench_retrieval_runs_and_reports_its_fractions(capsys):
