@@ -147,10 +147,10 @@ def retrieval_scores(train, test, stressed_train, stressed_test, y_train=None, y
     # l2_normalize counts NaN and inf itself: one pass over the features, not two.
     sets = _checked_sets(train, test, stressed_train, stressed_test, check_finite=not normalize)
     ks = _check_ks(ks, train.shape[0])
+    labels = _checked_labels(y_train, y_test, train.shape[0], test.shape[0], train)
     if normalize:
         sets = [l2_normalize(x) for x in sets]
     train, test, stressed_train, stressed_test = sets
-    labels = _checked_labels(y_train, y_test, train.shape[0], test.shape[0], train)
     deepest = max(ks)
     true, _ = _search(test, train, deepest, block_rows)
     found, _ = _search(stressed_test, stressed_train, deepest, block_rows)
