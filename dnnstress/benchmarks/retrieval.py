@@ -6,8 +6,8 @@ run, is its ceiling.  On a synthetic problem the size of VOC 2007 (5,011 train /
 test 4,096-d ReLU features, 20 labels) and Q-2 (h = 8) as the stress, the table gives
 GFLOP/s (2 n_test n_train d per search) and the fraction of the product's reached by
 ``nearest_neighbors`` (one search, ``--k`` neighbours, ``--block-rows`` queries a block)
-and by ``retrieval_scores`` (both searches, unstressed and stressed, plus recall, k-NN
-and mAP) against two products.  Rounds interleave the operations, so a neighbour's
+and by ``retrieval_scores`` (both searches, unstressed and stressed, plus recall@k and the
+multi-label precision@k and mAP@k) against two products.  Rounds interleave the operations, so a neighbour's
 burst of load hits all alike; each keeps its best round.  The goal is 70 %.
 """
 
