@@ -437,3 +437,19 @@ def test_missing_cuml_is_a_clear_error(monkeypatch, tmp_path):
     assert not (tmp_path / "out" / "results.csv").exists()  # refused before writing
     with pytest.raises(ValueError, match="solver must be one of"):
         fit_linear_svms(X[None], Y, solver="liblinear")
+
+
+def test_sweep_command_takes_batch_and_solver(tmp_path, capsys):
+    from dnnstress.cli import main
+    from dnnstress.sweep.store import read_results
+    path = small_feature_set().save(tmp_path / "features.npz")
+    command = ["sweep", str(path), "--experiments", "q2", "--levels", "2,3,4", "--quiet"]
+    assert main(command + ["--out", str(tmp_path / "b3"), "--batch", "3"]) == 0
+    assert main(command + ["--out", str(tmp_path / "b1"), "--batch", "1",
+                           "--solver", "ours"]) == 0
+    scores = [{row["n_levels"]: float(row["score"]) for row in read_results(tmp_path / name)
+               if row["experiment"] == "q2"} for name in ("b3", "b1")]
+    assert scores[0].keys() == {2, 3, 4} and scores[0] == pytest.approx(scores[1], abs=1 / 80)
+    with pytest.raises(SystemExit):
+        main(command + ["--out", str(tmp_path / "bad"), "--batch", "0"])
+    assert "--batch" in capsys.readouterr().err
