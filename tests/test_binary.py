@@ -77,6 +77,8 @@ def test_float64_stays_float64_and_float16_gives_float32(relu_features):
 def test_errors(relu_features):
     with pytest.raises(NotFittedError):
         BinaryQuantizer().transform(relu_features)
+    with pytest.raises(NotFittedError):
+        BinaryQuantizer().bits_per_vector
     with pytest.raises(ValueError, match="threshold must be one of 'zero', 'mean'"):
         BinaryQuantizer("sign").fit(relu_features)
     q = BinaryQuantizer().fit(relu_features)

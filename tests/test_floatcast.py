@@ -115,6 +115,8 @@ def test_errors():
     X = np.ones((2, 3), np.float32)
     with pytest.raises(NotFittedError):
         FloatCast().transform(X)
+    with pytest.raises(NotFittedError):
+        FloatCast().bits_per_vector
     with pytest.raises(ValueError, match="format must be one of 'float16', 'bfloat16'"):
         FloatCast("float8").fit(X)
     cast = FloatCast("float8_e5m2").fit(X)

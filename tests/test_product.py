@@ -89,6 +89,8 @@ def test_pca_then_pq(faiss, X):
 def test_errors(faiss, X):
     with pytest.raises(NotFittedError):
         ProductQuantizer(3).transform(X)
+    with pytest.raises(NotFittedError):
+        ProductQuantizer(3).bits_per_vector
     with pytest.raises(ValueError, match="n_subvectors = 5 must divide the 12 features"):
         ProductQuantizer(5, 2).fit(X)
     with pytest.raises(ValueError, match="256 centroids .* need at least as many"):

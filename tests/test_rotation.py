@@ -83,6 +83,8 @@ def test_errors():
     X = features(4)
     with pytest.raises(NotFittedError):
         RandomRotation().transform(X)
+    with pytest.raises(NotFittedError):
+        RandomRotation().inverse_transform(X)
     with pytest.raises(ValueError, match="method must be one of 'auto', 'hadamard', 'qr'"):
         RandomRotation(method="givens").fit(X)
     r = RandomRotation(random_state=0).fit(X)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
-
 from dnnstress._array import array_namespace
 from dnnstress.stress._packing import check_codes, pack_codes
 
@@ -43,6 +41,7 @@ def code_entropy(codes):
 
     Examples
     --------
+    >>> import numpy as np
     >>> code_entropy(np.array([[0, 3], [1, 3], [2, 3], [3, 3]])).tolist()
     [2.0, 0.0]
     """
@@ -78,6 +77,7 @@ def code_storage(codes, bits) -> CodeStorage:
     --------
     Three levels (2 bits) on 5 values, the first always 0, the others uniform on 4 rows:
 
+    >>> import numpy as np
     >>> codes = np.array([[0, 0, 1, 2, 2], [0, 1, 1, 2, 2], [0, 2, 0, 1, 2], [0, 0, 0, 1, 2]])
     >>> code_storage(codes, 2)
     CodeStorage(entropy_bits=3.5, fixed_bits=10, packed_bytes=2)

@@ -123,7 +123,6 @@ class FloatCast(Stressor):
     def decode(self, codes, dtype=None):
         """Values of bit patterns ``codes`` as ``dtype`` (default: the training dtype)."""
         self._check_fitted()
-        xp = array_namespace(codes)
         if codes.ndim != 2 or codes.shape[1] != self.n_features_out_:
             raise ValueError(f"codes must have shape (n, {self.n_features_out_}), "
                              f"got {codes.shape}")
