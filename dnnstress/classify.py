@@ -43,8 +43,11 @@ one sample at a time and cannot batch.  The loss is piecewise quadratic, so:
 A problem stops when ``||grad f(w)|| <= tol * max(min(#pos, #neg), 1) / #samples *
 ||grad f(0)||``, LIBLINEAR's primal rule.  Newton steps are few
 (5 to 10 from zero, fewer from a warm start) and then exact to CG accuracy.
-Arithmetic runs in the dtype of X (float32 features train in float32).  The code uses
-only functions that numpy and CuPy share, so CuPy input trains on the GPU unchanged.
+Arithmetic runs in the dtype of X (float32 features train in float32; float16 in
+float32), and a solve that overflows raises instead of returning weights.  The code uses
+only functions that numpy and CuPy share, so CuPy input trains on the GPU unchanged; each
+product is a 2-D GEMM per version on contiguous operands (no hidden copy), and the loops
+read device flags only every few steps (``_sync_interval``), since each read is a sync.
 """
 
 from __future__ import annotations
