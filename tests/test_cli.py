@@ -40,6 +40,9 @@ def test_the_walk_reaches_nested_subcommands():
 @pytest.mark.parametrize("path, options", [
     (("demo",), {"--out", "--seed", "--threads", "--quiet", "--url", "--root", "--no-fetch"}),
     (("sweep",), {"--out", "--seed", "--threads", "--quiet", "--json"}),
+    (("extract",), {"--out", "--seed", "--threads", "--quiet"}),
+    (("report",), {"--quiet", "--json"}),
+    (("doctor",), {"--json"}),
     (("bench", "quantize"), {"--threads", "--quiet", "--json"}),
     (("bench", "svm"), {"--seed", "--threads", "--quiet", "--json"}),
     (("data", "fetch"), {"--out", "--dest", "--quiet", "--url"}),

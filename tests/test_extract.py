@@ -238,13 +238,14 @@ def test_cli_extracts_a_user_onnx_file(tmp_path, capsys):
     write_image_folder(tmp_path / "images")
     network = tmp_path / "means.onnx"
     build_channel_means(network)
-    out = tmp_path / "f.npz"
+    out = tmp_path / "f"
     args = ["extract", "--model", str(network), "--dataset", "folder", "--root",
-            str(tmp_path / "images"), "--out", str(out), "--no-progress"]
+            str(tmp_path / "images"), "--out", str(out), "--quiet"]
     assert main(args) == 1  # no --layer: the error says how to list the tensors
     assert "dnnstress models --onnx" in capsys.readouterr().err
     assert main(args + ["--layer", "means", "--mean", "0,0,0", "--std", "1,1,1"]) == 0
-    features = np.load(out)
+    assert capsys.readouterr().out == ""  # --quiet
+    features = np.load(out / "features.npz")
     assert features["train_x"].shape == (6, 3)
     # The default policy for a photo data set is the network's: resize then crop.
     assert '"policy": "resize_crop"' in str(features["metadata"])

@@ -55,13 +55,13 @@ def _finish(process):
     return out, err
 
 
-def _arrays(path):
-    with np.load(path) as data:
+def _arrays(out):
+    with np.load(out / "features.npz") as data:
         return {name: data[name] for name in ("train_x", "train_y", "test_x", "test_y")}
 
 
-def _assert_same(path, reference):
-    for name, array in _arrays(path).items():
+def _assert_same(out, reference):
+    for name, array in _arrays(out).items():
         np.testing.assert_array_equal(array, reference[name], err_msg=name)
 
 
@@ -76,18 +76,18 @@ def _assert_cache_sound(cache):
 @pytest.mark.slow  # a dozen process starts
 def test_sigkill_at_random_moments_then_rerun_gives_identical_features(tmp_path, job):
     started = time.perf_counter()
-    _finish(job(tmp_path / "clean-cache", tmp_path / "clean.npz"))
+    _finish(job(tmp_path / "clean-cache", tmp_path / "clean"))
     duration = time.perf_counter() - started
     # One chain of kills: each rerun resumes what the killed runs before it left (a
     # checkpoint, perhaps a half-written file) and is itself killed, the last finishes.
-    cache, out = tmp_path / "cache", tmp_path / "out.npz"
+    cache, out = tmp_path / "cache", tmp_path / "out"
     for moment in np.random.default_rng(2016).uniform(0.2, 1.0, 5) * duration:
         process = job(cache, out)
         time.sleep(moment)
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=120)
     _finish(job(cache, out))
-    _assert_same(out, _arrays(tmp_path / "clean.npz"))
+    _assert_same(out, _arrays(tmp_path / "clean"))
     _assert_cache_sound(cache)
 
 
@@ -107,17 +107,17 @@ def _next_line(stream, timeout=60):
 
 def test_two_extractions_sharing_a_cache_take_turns(tmp_path, job):
     cache = tmp_path / "cache"
-    first = job(cache, tmp_path / "first.npz")
+    first = job(cache, tmp_path / "first")
     _wait_for_checkpoint(cache, first)
     first.send_signal(signal.SIGSTOP)  # paused in mid-extraction, holding its lock
     try:
-        second = job(cache, tmp_path / "second.npz")
+        second = job(cache, tmp_path / "second")
         assert "another process is extracting the same features; waiting" in _next_line(
             second.stderr)
     finally:
         first.send_signal(signal.SIGCONT)
     _finish(first)
     _finish(second)
-    reference = _arrays(tmp_path / "first.npz")
-    _assert_same(tmp_path / "second.npz", reference)
+    reference = _arrays(tmp_path / "first")
+    _assert_same(tmp_path / "second", reference)
     _assert_cache_sound(cache)

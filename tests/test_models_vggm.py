@@ -427,11 +427,11 @@ def test_cli_extracts_vggm_features_with_the_authors_preprocessing(tiny, tmp_pat
             for i in range(2):
                 pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(folder / f"{i}.png")
-    out = tmp_path / "vggm.npz"
+    out = tmp_path / "vggm"
     assert main(["extract", "--vggm-mat", str(path), "--layer", "L8", "--dataset", "folder",
                  "--root", str(tmp_path / "images"), "--out", str(out),
                  "--no-progress"]) == 0
-    features = np.load(out)
+    features = np.load(out / "features.npz")
     assert features["train_x"].shape == (4, 10) and features["test_x"].shape == (4, 10)
     metadata = str(features["metadata"])
     assert '"model": "vgg-m"' in metadata and '"policy": "resize"' in metadata

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from dnnstress.commands._common import (add_out_argument, add_quiet_argument,
+                                        add_threads_argument, human_output, output_folder,
+                                        show_progress)
 from dnnstress.extract import ExtractionOptions, default_policy, extract_features
 from dnnstress.models import get_model, register
 
@@ -15,8 +18,7 @@ def add_parser(subparsers):
                     "the chosen layer's activations as a features file (cached: a second "
                     "run with the same settings does not extract again).")
     add_extraction_arguments(parser)
-    parser.add_argument("--out", required=True, metavar="FEATURES.npz",
-                        help="features file to write")
+    add_out_argument(parser, what="the features file (features.npz)")
     parser.set_defaults(func=run)
     return parser
 
@@ -57,7 +59,8 @@ def add_extraction_arguments(parser, dataset_default="fashion-mnist"):
     parser.add_argument("--skip-corrupt", action="store_true",
                         help="skip and count undecodable images instead of stopping")
     parser.add_argument("--no-cache", action="store_true", help="extract even if cached")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads_argument(parser, onnxruntime=True)
+    add_quiet_argument(parser)
 
 
 def resolve_model(args):
@@ -78,20 +81,22 @@ def resolve_model(args):
 def options_from(args, model) -> ExtractionOptions:
     policy = args.policy or default_policy(args.dataset, model)
     return ExtractionOptions(batch_size=args.batch_size, policy=policy, device=args.device,
-                             skip_corrupt=args.skip_corrupt, progress=not args.no_progress,
-                             decode_threads=args.decode_threads)
+                             skip_corrupt=args.skip_corrupt, progress=show_progress(args),
+                             threads=args.threads, decode_threads=args.decode_threads)
 
 
 def run(args) -> int:
+    out = output_folder(args.out)
     model = resolve_model(args)
     features = extract_features(model, args.layer, args.dataset, args.root,
                                 train_size=args.train_size, test_size=args.test_size,
                                 seed=args.seed, options=options_from(args, model),
                                 use_cache=not args.no_cache)
-    path = features.save(args.out)
-    print(f"wrote {path}: {features.train_x.shape[0]} train + {features.test_x.shape[0]} test "
-          f"vectors of {features.n_features} dims ({features.metadata['model']}, layer "
-          f"{features.metadata['layer']})")
+    path = features.save(out / "features.npz")
+    with human_output(args):
+        print(f"wrote {path}: {features.train_x.shape[0]} train + "
+              f"{features.test_x.shape[0]} test vectors of {features.n_features} dims "
+              f"({features.metadata['model']}, layer {features.metadata['layer']})")
     return 0
 
 
