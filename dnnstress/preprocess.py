@@ -5,7 +5,7 @@ Two geometric policies:
 - ``"resize_crop"`` (the standard ImageNet evaluation transform): resize the shorter side
   to ``resize_size`` (bicubic), then take the centre ``input_size`` square.  This is what
   the embedded EfficientNet-Lite0 expects (256 then 224, see
-  ``shared/reference/embedded-default.md``).
+  ``docs/embedded-default.md``).
 - ``"resize"``: resize the whole image to ``input_size`` x ``input_size`` (bicubic), for
   small images where a crop would cut away the object, e.g. Fashion-MNIST's 28 x 28.
 

@@ -1,7 +1,7 @@
 """Read a state dict saved in PyTorch's legacy (pre-1.6, non-zip) format with numpy alone.
 
 The embedded EfficientNet-Lite0 weights ship in this format (see
-``shared/reference/embedded-default.md``), and PyTorch is not a dependency.  The file is
+``docs/embedded-default.md``), and PyTorch is not a dependency.  The file is
 a sequence of pickles followed by raw storage bytes:
 
 1. the magic number ``0x1950a86a20f9469cfc6c``,

