@@ -212,9 +212,10 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
 
     Raises
     ------
-    RuntimeError
+    ValueError
         When the solution or its objective is not finite (features so large that the
-        products overflow the training dtype): no score may come from such a solve.
+        products overflow the training dtype): no score may come from such a solve, and
+        the fault is the input's, like that of NaN features.
     """
     xp = array_namespace(X)
     X = _check_batch(X, xp)
@@ -235,7 +236,7 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
     d = X.shape[2]
     if (overflowed or not np.isfinite(info["objective"]).all()
             or count_nonfinite(V.reshape(-1, 1))):
-        raise RuntimeError(
+        raise ValueError(
             f"the SVM solve overflowed {V.dtype} (non-finite weights or objective): the "
             f"features are too large for it; L2-normalise them first (l2_normalize)")
     coef = xp.ascontiguousarray(xp.swapaxes(V[:, :d, :], 1, 2))

@@ -323,7 +323,7 @@ def test_float16_trains_in_float32_and_matches_its_float32_copy():
 
 def test_an_overflowed_solve_is_refused():
     X = np.full((1, 4, 2), 3e38, dtype=np.float32)  # products overflow float32
-    with pytest.raises(RuntimeError, match="overflowed"):
+    with pytest.raises(ValueError, match="overflowed"):
         fit_linear_svms(X, np.array([[1], [1], [1], [-1]]))
 
 

@@ -78,3 +78,4 @@ def test_qb_trains_in_float32_while_its_values_are_float32(erased_bits, trains_i
     assert stressed.train_x.dtype == trains_in and stressed.test_x.dtype == trains_in
     exact = MantissaErasure(erased_bits).fit(features.train_x).transform(features.train_x)
     np.testing.assert_array_equal(stressed.train_x.astype(np.float64), exact)
+

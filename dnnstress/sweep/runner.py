@@ -28,6 +28,7 @@ from dnnstress.sweep.plan import plan
 from dnnstress.sweep.store import ResultsStore, row_key
 
 NORMALIZE = ("after", "both")
+_SOLVER_NAMES = {"ours": "LinearSVM", "cuml": "cuml.svm.LinearSVC"}
 AP_METHODS = ("voc07", "area")
 
 
@@ -126,7 +127,10 @@ class Sweep:
         """What every row depends on; a resumed sweep must match it exactly."""
         return {"features_sha256": fingerprint(self.features),
                 "normalize": self.normalize,
-                "classifier": {"name": "LinearSVM", "loss": "squared_hinge", "C": self.C},
+                # Rows of another solver agree only to its tolerance: never mixed.  The
+                # default keeps the name older sweep.json files recorded.
+                "classifier": {"name": _SOLVER_NAMES[self.solver], "loss": "squared_hinge",
+                               "C": self.C},
                 "ap_method": self.ap_method,
                 "base_seed": self.grid.base_seed}
 
