@@ -231,7 +231,37 @@ def _bfloat16_cast(X):
     return rounded.view(np.float32)
 
 
-_NATIVE_CASTS = {FORMATS["float16"]: _float16_cast, FORMATS["bfloat16"]: _bfloat16_cast}
+def _float8_cast(fmt: FloatFormat):
+    """float8 of float32 ``X`` by rounding bit patterns (the bfloat16 trick, 20 or 21
+    bits dropped); the few values in the format's subnormal range are rounded by
+    scaling to an integer and back (exact: powers of two)."""
+    drop = 23 - fmt.mantissa_bits
+    half = np.uint32((1 << (drop - 1)) - 1)
+    keep = np.uint32(0xFFFFFFFF ^ ((1 << drop) - 1))
+    smallest_normal = np.float32(2.0 ** fmt.min_exponent)
+    scale = np.float32(2.0 ** (fmt.mantissa_bits - fmt.min_exponent))
+    overflow = np.float32(np.inf if fmt.has_infinity else np.nan)
+
+    def cast(X):
+        if X.dtype != np.float32:
+            return round_to_format(X.astype(np.float64), fmt).astype(_output_dtype(X.dtype))
+        bits = X.view(np.uint32)
+        rounded = bits + half
+        rounded += (bits >> np.uint32(drop)) & np.uint32(1)
+        rounded &= keep
+        Y = rounded.view(np.float32)
+        magnitude = np.abs(X)
+        tiny = (magnitude < smallest_normal) & (magnitude > 0)
+        Y[tiny] = np.rint(X[tiny] * scale) / scale
+        Y[np.abs(Y) > fmt.max_finite] = overflow
+        return np.copysign(Y, X, out=Y)
+
+    return cast
+
+
+_NATIVE_CASTS = {FORMATS["float16"]: _float16_cast, FORMATS["bfloat16"]: _bfloat16_cast,
+                 FORMATS["float8_e4m3"]: _float8_cast(FORMATS["float8_e4m3"]),
+                 FORMATS["float8_e5m2"]: _float8_cast(FORMATS["float8_e5m2"])}
 
 
 def _check_format(name) -> FloatFormat:
