@@ -71,7 +71,7 @@ def test_decode_refuses_codes_out_of_range(code_type, bad):
     _, q = _fitted(0, 10, 37, 27, np.float32)
     codes = np.zeros((10, 37), code_type)
     codes[9, 36] = bad
-    with pytest.raises(ValueError, match=r"\[0, 26\], got 1 value"):
+    with pytest.raises(ValueError, match=rf"\[0, 26\], got {bad}$"):
         _cpu_kernels.decode(codes, q.data_min_, q.step_, 27, np.float32)
     with pytest.raises(ValueError, match=r"\[0, 26\]"):
         q.decode(codes)

@@ -51,12 +51,14 @@ def _count_not_finite(row, zero):
 
 
 @numba.njit(inline="always")
-def _count_out_of_range(codes_row, zero, top):
-    count = 0
-    for j in range(codes_row.shape[0]):
-        code = codes_row[j]
-        count += np.int64(code < zero) + np.int64(code > top)
-    return count
+def _largest(codes_row, check, largest):
+    """The largest of ``largest`` (0 of the codes' type) and a row of unsigned codes, if
+    ``check``: no check is needed where the code type (or the packed width) cannot hold
+    a code beyond the levels.  A max reduction, which vectorises, unlike a count."""
+    if check:
+        for j in range(codes_row.shape[0]):
+            largest = max(largest, codes_row[j])
+    return largest
 
 
 def _as_type_of(value, like):
@@ -97,9 +99,9 @@ def _encode_kernel(X, lo, divisor, zero, one, top, out, bad_per_row):
 
 
 @numba.njit(**_JIT)
-def _decode_kernel(codes, lo, step, half, code_zero, code_top, out, bad_per_row):
+def _decode_kernel(codes, lo, step, half, check, out, largest_per_row):
     for i in numba.prange(codes.shape[0]):
-        bad_per_row[i] = _count_out_of_range(codes[i], code_zero, code_top)
+        largest_per_row[i] = _largest(codes[i], check, largest_per_row[i])
         _decode_row(codes[i], lo, step, half, out[i])
 
 
@@ -135,12 +137,10 @@ def decode(codes, lo, step, n_levels, dtype):
     """
     codes, dtype = _narrow_codes(codes, n_levels), np.dtype(dtype)
     out = np.empty(codes.shape, dtype)
-    bad = np.empty(codes.shape[0], np.int64)
-    code_type = codes.dtype.type
-    top = min(n_levels - 1, int(np.iinfo(codes.dtype).max))
+    largest = np.zeros(codes.shape[0], codes.dtype)
     _decode_kernel(codes, lo.astype(dtype), step.astype(dtype), dtype.type(0.5),
-                   code_type(0), code_type(top), out, bad)
-    _raise_if_out_of_range(bad, n_levels)
+                   n_levels <= np.iinfo(codes.dtype).max, out, largest)
+    _raise_if_beyond(largest, n_levels)
     return out
 
 
@@ -149,7 +149,8 @@ def _narrow_codes(codes, n_levels):
     the decode kernel is compiled for those two, not for every integer type and layout."""
     if codes.dtype in (np.uint8, np.uint16):
         return np.ascontiguousarray(codes)
-    _raise_if_outside(int(np.count_nonzero((codes < 0) | (codes >= n_levels))), n_levels)
+    if codes.size:
+        _raise_if_beyond(np.array([codes.min(), codes.max()]), n_levels)
     return codes.astype(code_dtype(n_levels))
 
 
@@ -159,13 +160,11 @@ def _raise_if_not_finite(bad_per_row):
         raise ValueError(f"X contains {count} NaN or infinite value(s)")
 
 
-def _raise_if_out_of_range(bad_per_row, n_levels):
-    _raise_if_outside(int(bad_per_row.sum()), n_levels)
-
-
-def _raise_if_outside(count, n_levels):
-    if count:
-        raise ValueError(f"codes must lie in [0, {n_levels - 1}], got {count} value(s) outside")
+def _raise_if_beyond(codes, n_levels):
+    """A ValueError naming the first of ``codes`` outside ``[0, n_levels)``, if any."""
+    outside = codes[(codes < 0) | (codes >= n_levels)]
+    if outside.size:
+        raise ValueError(f"codes must lie in [0, {n_levels - 1}], got {int(outside[0])}")
 
 
 # Packing works on groups of 8 values, which fill exactly ``bits`` bytes (``_packing``'s
@@ -300,7 +299,8 @@ def _kernels_of_width(width):
             _unpack_row(packed[i], bits, out[i])
 
     @numba.njit(**_JIT)
-    def unpack_decode_rows(packed, bits, lo, step, half, code_top, scratch, out, bad_per_row):
+    def unpack_decode_rows(packed, bits, lo, step, half, check, scratch, out,
+                           largest_per_row):
         # The codes of a task's rows pass through one scratch row, which stays in the
         # cache: a full codes matrix would cost a write and a read of memory.
         bits = bits if width == 0 else width
@@ -309,7 +309,7 @@ def _kernels_of_width(width):
             codes_row = scratch[task]
             for i in range(task * n // tasks, (task + 1) * n // tasks):
                 _unpack_row(packed[i], bits, codes_row)
-                bad_per_row[i] = _count_out_of_range(codes_row, code_top - code_top, code_top)
+                largest_per_row[i] = _largest(codes_row, check, largest_per_row[i])
                 _decode_row(codes_row, lo, step, half, out[i])
 
     return pack_rows, unpack_rows, unpack_decode_rows
@@ -348,8 +348,9 @@ def unpack_decode(packed, bits, n_cols, lo, step, n_levels, dtype):
     n, dtype, code_type = packed.shape[0], np.dtype(dtype), _packing.code_dtype_for_bits(bits)
     out = np.empty((n, n_cols), dtype)
     scratch = np.empty((min(n, _TASKS), n_cols), code_type)
-    bad = np.empty(n, np.int64)
+    largest = np.zeros(n, code_type)
     _packing_kernels(bits)[2](packed, bits, lo.astype(dtype), step.astype(dtype),
-                              dtype.type(0.5), code_type(n_levels - 1), scratch, out, bad)
-    _raise_if_out_of_range(bad, n_levels)
+                              dtype.type(0.5), n_levels < 1 << bits, scratch, out, largest)
+    _raise_if_beyond(largest, n_levels)
     return out
+
