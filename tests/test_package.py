@@ -24,7 +24,7 @@ def test_every_command_and_benchmark_is_registered():
     assert set(commands) == {"demo", "extract", "models", "data", "sweep", "report", "bench",
                              "doctor"}
     topics = commands["bench"]._subparsers._group_actions[0].choices
-    assert set(topics) == {"quantize", "svm", "sweep", "extract", "memory"}
+    assert set(topics) == {"quantize", "svm", "sweep", "extract", "memory", "retrieval"}
 
 
 def test_no_command_prints_help(capsys):
