@@ -35,10 +35,16 @@ def test_encode_and_reconstruct_equal_the_twin(seed, n, d, h, dtype):
                                   _uniform.encode(test, lo, _uniform.safe_step(step), h))
     np.testing.assert_array_equal(_cpu_kernels.reconstruct(test, lo, step, h),
                                   _uniform.reconstruct(test, lo, step, h))
+    bits = q.bits_per_value_
+    np.testing.assert_array_equal(
+        _cpu_kernels.encode_pack(test, lo, step, h, bits),
+        _packing.pack_codes(_uniform.encode(test, lo, _uniform.safe_step(step), h), bits))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("kernel", [_cpu_kernels.encode, _cpu_kernels.reconstruct])
+@pytest.mark.parametrize("kernel", [
+    _cpu_kernels.encode, _cpu_kernels.reconstruct,
+    lambda X, lo, step, h: _cpu_kernels.encode_pack(X, lo, step, h, 3)])
 def test_non_finite_input_is_refused_wherever_it_is(kernel, bad):
     X = np.random.default_rng(0).standard_normal((9, 4099)).astype(np.float32)
     lo, step = X.min(0).astype(np.float64), ((X.max(0) - X.min(0)) / 5).astype(np.float64)

@@ -89,13 +89,17 @@ def _reconstruct_kernel(X, lo, step, divisor, zero, half, one, top, out, bad_per
         bad_per_row[i] = _count_not_finite(X[i], zero)
 
 
+@numba.njit(inline="always")
+def _encode_row(x_row, lo, divisor, zero, one, top, codes_row):
+    for j in range(x_row.shape[0]):
+        codes_row[j] = _code(x_row[j], lo[j], divisor[j], zero, one, top)
+    return _count_not_finite(x_row, zero)
+
+
 @numba.njit(**_JIT)
 def _encode_kernel(X, lo, divisor, zero, one, top, out, bad_per_row):
-    n, d = X.shape
-    for i in numba.prange(n):
-        for j in range(d):
-            out[i, j] = _code(X[i, j], lo[j], divisor[j], zero, one, top)
-        bad_per_row[i] = _count_not_finite(X[i], zero)
+    for i in numba.prange(X.shape[0]):
+        bad_per_row[i] = _encode_row(X[i], lo, divisor, zero, one, top, out[i])
 
 
 @numba.njit(**_JIT)
@@ -312,7 +316,18 @@ def _kernels_of_width(width):
                 largest_per_row[i] = _largest(codes_row, check, largest_per_row[i])
                 _decode_row(codes_row, lo, step, half, out[i])
 
-    return pack_rows, unpack_rows, unpack_decode_rows
+    @numba.njit(**_JIT)
+    def encode_pack_rows(X, lo, divisor, zero, one, top, bits, scratch, out, bad_per_row):
+        # Codes pass through a scratch row, as in unpack_decode_rows.
+        bits = bits if width == 0 else width
+        n, tasks = X.shape[0], scratch.shape[0]
+        for task in numba.prange(tasks):
+            codes_row = scratch[task]
+            for i in range(task * n // tasks, (task + 1) * n // tasks):
+                bad_per_row[i] = _encode_row(X[i], lo, divisor, zero, one, top, codes_row)
+                _pack_row(codes_row, bits, out[i])
+
+    return pack_rows, unpack_rows, unpack_decode_rows, encode_pack_rows
 
 
 def pack(codes, bits, *, check_range=True):
@@ -354,3 +369,19 @@ def unpack_decode(packed, bits, n_cols, lo, step, n_levels, dtype):
     _raise_if_beyond(largest, n_levels)
     return out
 
+
+def encode_pack(X, lo, step, n_levels, bits):
+    """``pack(encode(X, lo, step, n_levels), bits)`` in one pass, without a codes matrix.
+
+    Raises a ValueError if ``X`` holds NaN or infinity.
+    """
+    if bits in (0, 8, 16):
+        return pack(encode(X, lo, step, n_levels), bits, check_range=False)
+    n, real = X.shape[0], X.dtype.type
+    out = np.empty((n, _packing.packed_row_bytes(X.shape[1], bits)), np.uint8)
+    scratch = np.empty((min(n, _TASKS), X.shape[1]), code_dtype(n_levels))
+    bad = np.empty(n, np.int64)
+    _packing_kernels(bits)[3](X, lo.astype(X.dtype), safe_step(step).astype(X.dtype), real(0),
+                              real(1), real(n_levels - 1), bits, scratch, out, bad)
+    _raise_if_not_finite(bad)
+    return out

@@ -133,8 +133,14 @@ class UniformQuantizer(Stressor):
 
     def pack(self, X):
         """Codes of ``X`` as a dense bit stream: uint8 array (n_rows, ceil(bits_per_vector/8))."""
-        codes = self.encode(X)  # in range by construction: no need to check them again
-        return _kernels_for(codes).pack(codes, self.bits_per_value_, check_range=False)
+        if not isinstance(X, np.ndarray):
+            codes = self.encode(X)  # in range by construction: no need to check them again
+            return _kernels_for(codes).pack(codes, self.bits_per_value_, check_range=False)
+        X = _in_computed_dtype(self._validate_transform_input(X, check_finite=False))
+        lo, step = self._params_like(X)
+        from dnnstress.stress import _cpu_kernels  # one pass: no matrix of codes in between
+        return _cpu_kernels.encode_pack(_contiguous(X), lo, step, self.n_levels_,
+                                        self.bits_per_value_)
 
     def unpack(self, packed, n_rows=None, dtype=None):
         """Reconstruction from ``pack``'s bytes (2-D, or flat with ``n_rows`` given)."""
