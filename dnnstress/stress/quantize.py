@@ -133,7 +133,7 @@ class UniformQuantizer(Stressor):
 
     def pack(self, X):
         """Codes of ``X`` as a dense bit stream: uint8 array (n_rows, ceil(bits_per_vector/8))."""
-        if not isinstance(X, np.ndarray):
+        if is_cupy_array(X) or not isinstance(X, np.ndarray):
             codes = self.encode(X)  # in range by construction: no need to check them again
             return _kernels_for(codes).pack(codes, self.bits_per_value_, check_range=False)
         X = _in_computed_dtype(self._validate_transform_input(X, check_finite=False))
