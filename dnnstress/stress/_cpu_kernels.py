@@ -10,11 +10,11 @@ keeps the results identical to ``_uniform`` and ``_packing``; tests assert equal
 not closeness.
 
 Every kernel works a row at a time, and each pass over a row is its own inner loop: the
-quantization, the NaN/inf count, the range check of codes.  A loop that both writes
-codes and accumulates a count vectorises badly (LLVM narrows it to 4 lanes and shuffles
-every result byte into place); the count's own loop re-reads a row that is still in
-the L1 cache and costs a few percent.  Measured on 16384 x 4096 float32: fused, encode
-ran at 5 GB/s (20 % of a copy); split, at 50 % or more.
+quantization, the NaN/inf count, the codes' range check (a max reduction).  A loop that
+both writes codes and accumulates a count vectorises badly (LLVM narrows it to 4 lanes
+and shuffles every result byte into place); the count's own loop re-reads a row that is
+still in the L1 cache and costs a few percent.  Measured on 16384 x 4096 float32: with
+the count in the loop, encode ran at 5 GB/s (20 % of a copy); split, at 67 - 82 %.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dnnstress.stress import _packing
 from dnnstress.stress._uniform import code_dtype, safe_step
 
 _JIT = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
-_TASKS = 256  # row ranges unpack_decode shares among the threads, a scratch row each
+_TASKS = 256  # row ranges the fused kernels share among the threads, a scratch row each
 _BYTE = np.uint64(0xFF)
 
 
