@@ -36,8 +36,12 @@ _BYTE = np.uint64(0xFF)
 
 @numba.njit(inline="always")
 def _code(x, lo, divisor, zero, one, top):
-    """The bin index of ``x`` as a float (``_uniform.encode``)."""
-    return min(max(np.ceil((x - lo) / divisor) - one, zero), top)
+    """The bin index of ``x`` as a float (``_uniform.encode``).
+
+    ``max(zero, c)`` returns ``zero`` when ``c`` is NaN (x - lo overflowing on a constant
+    dimension, whose divisor is inf), as the twin and the CUDA kernels do.
+    """
+    return min(max(zero, np.ceil((x - lo) / divisor) - one), top)
 
 
 @numba.njit(inline="always")
