@@ -7,6 +7,9 @@ With ``DNNSTRESS_HOST_CUPY=<folder>`` the CuPy runs use the stand-in of
 ``tests/cuda_host.py`` instead (the CUDA kernels built for the CPU), so that
 ``pytest -m gpu`` runs without a GPU.  Every CuPy test must carry the ``gpu`` marker:
 collection fails otherwise (``pytest_collection_modifyitems``).
+
+Under CI (``CI`` set, as ``.ci/run`` runs) hypothesis draws the same examples every time,
+so that a red CI always means a change broke something; elsewhere it explores new ones.
 """
 
 import os
@@ -15,6 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 HOST_CUPY_ENV = "DNNSTRESS_HOST_CUPY"
 
