@@ -82,7 +82,7 @@ def test_errors(relu_features):
     with pytest.raises(ValueError, match="threshold must be one of 'zero', 'mean'"):
         BinaryQuantizer("sign").fit(relu_features)
     q = BinaryQuantizer().fit(relu_features)
-    with pytest.raises(ValueError, match="codes must be 0 or 1"):
+    with pytest.raises(ValueError, match=r"codes must lie in \[0, 1\]"):
         q.decode(np.full((1, 13), 2, np.uint8))
     with pytest.raises(ValueError, match="fitted on 13"):
         q.encode(relu_features[:, :3])

@@ -35,6 +35,20 @@ class Stressor(TransformerMixin, BaseEstimator):
         self._check_fitted()
         return check_features(X, n_features=self.n_features_in_, check_finite=check_finite)
 
+    def _check_codes(self, codes, n_levels=None) -> None:
+        """Refuse ``codes`` that are not this fitted stressor's: a 2-D integer array with
+        one column per output feature and, given ``n_levels``, values in [0, n_levels)."""
+        self._check_fitted()
+        xp = array_namespace(codes)
+        if codes.ndim != 2 or codes.shape[1] != self.n_features_out_:
+            raise ValueError(f"codes must have shape (n, {self.n_features_out_}), "
+                             f"got {codes.shape}")
+        if not xp.issubdtype(codes.dtype, xp.integer):
+            raise TypeError(f"codes must be integers, got {codes.dtype}")
+        if n_levels is not None and codes.size and (int(codes.min()) < 0
+                                                    or int(codes.max()) >= n_levels):
+            raise ValueError(f"codes must lie in [0, {n_levels - 1}]")
+
     def _check_fitted(self) -> None:
         if "n_features_in_" not in vars(self):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit first")

@@ -96,15 +96,8 @@ class BinaryQuantizer(Stressor):
 
     def decode(self, codes, dtype=None):
         """Levels of 0/1 ``codes`` as ``dtype`` (default: the training dtype)."""
-        self._check_fitted()
+        self._check_codes(codes, 2)
         xp = array_namespace(codes)
-        if codes.ndim != 2 or codes.shape[1] != self.n_features_out_:
-            raise ValueError(f"codes must have shape (n, {self.n_features_out_}), "
-                             f"got {codes.shape}")
-        if not xp.issubdtype(codes.dtype, xp.integer):
-            raise TypeError(f"codes must be integers, got {codes.dtype}")
-        if codes.size and (int(codes.min()) < 0 or int(codes.max()) > 1):
-            raise ValueError("codes must be 0 or 1")
         dtype = self.dtype_ if dtype is None else dtype
         low, high = like(self.low_, codes).astype(dtype), like(self.high_, codes).astype(dtype)
         return xp.where(codes.astype(bool), high, low)

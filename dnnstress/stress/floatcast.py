@@ -122,10 +122,7 @@ class FloatCast(Stressor):
 
     def decode(self, codes, dtype=None):
         """Values of bit patterns ``codes`` as ``dtype`` (default: the training dtype)."""
-        self._check_fitted()
-        if codes.ndim != 2 or codes.shape[1] != self.n_features_out_:
-            raise ValueError(f"codes must have shape (n, {self.n_features_out_}), "
-                             f"got {codes.shape}")
+        self._check_codes(codes)
         if codes.dtype != _code_dtype(self.format_):
             raise TypeError(f"codes of {self.format} must be "
                             f"{np.dtype(_code_dtype(self.format_)).name}, got {codes.dtype}")

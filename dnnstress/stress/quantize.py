@@ -124,7 +124,8 @@ class UniformQuantizer(Stressor):
         """Bin centres for integer ``codes``, as ``dtype`` (default: the training dtype)."""
         dtype = np.dtype(self.dtype_ if dtype is None else dtype)
         compiled = _decodes_compiled(codes, dtype)
-        self._check_codes(codes, check_range=not compiled)  # the compiled pass checks it
+        # The compiled pass checks the range itself.
+        self._check_codes(codes, None if compiled else self.n_levels_)
         lo, step = self._params_like(codes)
         if compiled:
             from dnnstress.stress import _cpu_kernels
@@ -179,18 +180,6 @@ class UniformQuantizer(Stressor):
         """Unfitted: NotFittedError; not an array (``bytes``, a list): a TypeError."""
         self._check_fitted()
         _kernels_for(packed)
-
-    def _check_codes(self, codes, check_range=True):
-        self._check_fitted()
-        xp = array_namespace(codes)
-        if codes.ndim != 2 or codes.shape[1] != self.n_features_out_:
-            raise ValueError(f"codes must have shape (n, {self.n_features_out_}), "
-                             f"got {codes.shape}")
-        if not xp.issubdtype(codes.dtype, xp.integer):
-            raise TypeError(f"codes must be integers, got {codes.dtype}")
-        if check_range and codes.size and (int(codes.min()) < 0
-                                           or int(codes.max()) >= self.n_levels_):
-            raise ValueError(f"codes must lie in [0, {self.n_levels_ - 1}]")
 
 
 def _computed_in(dtype):
