@@ -65,3 +65,16 @@ def test_fitted_stressors_report_their_bits():
 def test_accounting_rejects_nonsense(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_qb_rows_and_the_stressor_account_alike():
+    # Table 3, the headline and the Q-B figure read a row's bits from bits_per_vector;
+    # the sweep stores the stressor's own: both must be the float32 bits kept.
+    import numpy as np
+
+    from dnnstress.stress.accounting import bits_per_vector
+
+    X = np.ones((2, 7), dtype=np.float32)
+    for erased in range(65):
+        assert bits_per_vector(7, erased_bits=erased) == \
+            MantissaErasure(erased).fit(X).bits_per_vector, erased

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import operator
 
+import numpy as np
+
 FLOAT32_BITS = 32
 
 
@@ -43,17 +45,44 @@ def bits_per_vector(kept_dims: int, n_levels: int | None = None,
                     erased_bits: int | None = None) -> int:
     """Storage of one stressed vector of ``kept_dims`` values, from a results row's
     parameters: float32 values (DR, baseline), ``ceil(log2 h)`` bits per value (Q-1,
-    Q-2, FC), or float64 with ``erased_bits`` dropped (Q-B).  A fitted stressor's own
-    ``bits_per_vector`` gives the same numbers.
+    Q-2, FC), or the float32 bits that survive erasing ``erased_bits`` of a float64
+    copy (Q-B, :func:`bits_kept`).  A fitted stressor's own ``bits_per_vector`` gives the
+    same numbers.
 
     >>> bits_per_vector(409, n_levels=27), bits_per_vector(4096, erased_bits=50)
-    (2045, 57344)
+    (2045, 45056)
     """
     if erased_bits is not None:
-        return kept_dims * (64 - erased_bits)
+        return kept_dims * bits_kept(erased_bits, np.float64)
     if n_levels is not None:
         return kept_dims * bits_for_levels(n_levels)
     return kept_dims * FLOAT32_BITS
+
+
+# (exponent bits, mantissa bits) of the IEEE formats; float32 is the accounting's unit.
+_FIELDS = {np.dtype(np.float64): (11, 52), np.dtype(np.float32): (8, 23)}
+
+
+def bits_kept(n_bits: int, dtype) -> int:
+    """Bits of a float32 value that survive erasing the low ``n_bits`` of its ``dtype`` copy.
+
+    Sign, exponent and mantissa are erased from the bottom up in ``dtype``'s layout;
+    each field then keeps at most as many bits as float32 has in it (the copy of a
+    float32 carries no more), so the count runs from 32 (nothing lost) down to 0.
+
+    Examples
+    --------
+    >>> [bits_kept(k, np.float64) for k in (0, 29, 30, 52, 63, 64)]
+    [32, 32, 31, 9, 1, 0]
+    >>> bits_kept(10, np.float32)
+    22
+    """
+    exponent, mantissa = _FIELDS[np.dtype(dtype)]
+    exponent32, mantissa32 = _FIELDS[np.dtype(np.float32)]
+    mantissa_left = max(0, mantissa - n_bits)
+    exponent_left = min(exponent, max(0, exponent + mantissa - n_bits))
+    sign_left = int(n_bits < 1 + exponent + mantissa)
+    return sign_left + min(exponent32, exponent_left) + min(mantissa32, mantissa_left)
 
 
 def dr_schedule(n_features: int, n_steps: int = 20) -> list[int]:

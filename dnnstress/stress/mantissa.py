@@ -16,33 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from dnnstress._array import astype_exact, check_count
+from dnnstress.stress.accounting import bits_kept
 from dnnstress.stress.base import Stressor
 
 _UINT_OF = {np.dtype(np.float64): np.uint64, np.dtype(np.float32): np.uint32}
-# (exponent bits, mantissa bits) of the IEEE formats; float32 is the accounting's unit.
-_FIELDS = {np.dtype(np.float64): (11, 52), np.dtype(np.float32): (8, 23)}
-
-
-def bits_kept(n_bits: int, dtype) -> int:
-    """Bits of a float32 value that survive erasing the low ``n_bits`` of its ``dtype`` copy.
-
-    Sign, exponent and mantissa are erased from the bottom up in ``dtype``'s layout;
-    each field then keeps at most as many bits as float32 has in it (the copy of a
-    float32 carries no more), so the count runs from 32 (nothing lost) down to 0.
-
-    Examples
-    --------
-    >>> [bits_kept(k, np.float64) for k in (0, 29, 30, 52, 63, 64)]
-    [32, 32, 31, 9, 1, 0]
-    >>> bits_kept(10, np.float32)
-    22
-    """
-    exponent, mantissa = _FIELDS[np.dtype(dtype)]
-    exponent32, mantissa32 = _FIELDS[np.dtype(np.float32)]
-    mantissa_left = max(0, mantissa - n_bits)
-    exponent_left = min(exponent, max(0, exponent + mantissa - n_bits))
-    sign_left = int(n_bits < 1 + exponent + mantissa)
-    return sign_left + min(exponent32, exponent_left) + min(mantissa32, mantissa_left)
 
 
 class MantissaErasure(Stressor):
