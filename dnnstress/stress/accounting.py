@@ -66,23 +66,26 @@ _FIELDS = {np.dtype(np.float64): (11, 52), np.dtype(np.float32): (8, 23)}
 def bits_kept(n_bits: int, dtype) -> int:
     """Bits of a float32 value that survive erasing the low ``n_bits`` of its ``dtype`` copy.
 
-    Sign, exponent and mantissa are erased from the bottom up in ``dtype``'s layout;
-    each field then keeps at most as many bits as float32 has in it (the copy of a
-    float32 carries no more), so the count runs from 32 (nothing lost) down to 0.
+    Sign, exponent and mantissa are erased from the bottom up in ``dtype``'s layout.
+    float32's 23 mantissa bits are the top ones of a wider mantissa, so erasing starts
+    costing them only past the extra low bits; its 8 exponent bits are the low ones of a
+    wider exponent (the top ones only repeat the bias), so each erased exponent bit
+    costs one of them.  The count runs from 32 (nothing lost) down to 0.
 
     Examples
     --------
-    >>> [bits_kept(k, np.float64) for k in (0, 29, 30, 52, 63, 64)]
-    [32, 32, 31, 9, 1, 0]
+    >>> [bits_kept(k, np.float64) for k in (0, 29, 30, 52, 53, 60, 63, 64)]
+    [32, 32, 31, 9, 8, 1, 1, 0]
     >>> bits_kept(10, np.float32)
     22
     """
     exponent, mantissa = _FIELDS[np.dtype(dtype)]
     exponent32, mantissa32 = _FIELDS[np.dtype(np.float32)]
-    mantissa_left = max(0, mantissa - n_bits)
-    exponent_left = min(exponent, max(0, exponent + mantissa - n_bits))
+    mantissa_left = min(mantissa32, max(0, mantissa - n_bits))
+    exponent_erased = min(exponent, max(0, n_bits - mantissa))
+    exponent_left = max(0, exponent32 - exponent_erased)
     sign_left = int(n_bits < 1 + exponent + mantissa)
-    return sign_left + min(exponent32, exponent_left) + min(mantissa32, mantissa_left)
+    return sign_left + exponent_left + mantissa_left
 
 
 def dr_schedule(n_features: int, n_steps: int = 20) -> list[int]:
