@@ -60,7 +60,8 @@ def main(argv=None) -> int:
         print("no GPU: nothing to check (CuPy with a CUDA device is needed)")
         _write_json(args.out, report)
         return 0
-    report["device"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    report["device"] = name.decode() if isinstance(name, bytes) else name
     report["cupy"] = cupy.__version__
     print(f"device: {report['device']}, CuPy {cupy.__version__}", flush=True)
     bench = Bench(cupy, args)
@@ -185,7 +186,7 @@ def check_copy_bandwidth(bench: Bench) -> list[dict]:
 def check_kernel_reconstruct(bench: Bench) -> list[dict]:
     """The bare Q-2 reconstruct kernel: the ceiling the public API is measured against."""
     out = bench.cupy.full(bench.X.shape, bench.cupy.nan, dtype=bench.X.dtype)
-    lo, step = bench.q2.lo_, bench.q2.step_
+    lo, step = bench.q2.data_min_, bench.q2.step_
     seconds = bench.seconds(
         functools.partial(_cuda.reconstruct, bench.X, lo, step, N_LEVELS, out=out))
     expected = _uniform.reconstruct(bench.sample(bench.X), to_numpy(lo), to_numpy(step),
@@ -295,12 +296,12 @@ def check_pca(bench: Bench) -> list[dict]:
         start = _now(cupy)
         pca = PCADrop().fit(X)
         seconds = _now(cupy) - start
-        V = pca.components_[:, :64] if pca.components_.shape[0] == d else pca.components_[:64].T
+        V = pca.components_[:64].T  # the leading directions, as columns
         gram = to_numpy(V.T @ V)
         ok = np.allclose(gram, np.eye(gram.shape[0]), atol=1e-4)
         if d < n:  # the VGG-M-sized fit; the CPU is too slow for the other
             host = PCADrop().fit(to_numpy(X)).components_
-            H = host[:, :64] if host.shape[0] == d else host[:64].T
+            H = host[:64].T
             ok = ok and np.allclose(np.abs(np.sum(to_numpy(V) * H, axis=0)), 1, atol=1e-4)
         rows.append({"check": "DR-2 PCA fit", "shape": f"{n}x{d} float32",
                      "ms": 1e3 * seconds, "status": _status(ok)})
