@@ -186,7 +186,8 @@ def test_mantissa_erasure_is_accounted_against_float32():
     float32 gives the float32 back (32 bits still needed); past that, sign, 8 exponent
     and 23 mantissa bits of the float32 are counted as they go.  float32's exponent is
     the low 8 bits of float64's (e64 = e32 + 896: the top 3 bits follow from the low 8),
-    so every erased exponent bit loses one of them."""
+    so every erased exponent bit loses one of them until only the top bits are left,
+    which still say whether |x| >= 2."""
     X = np.random.default_rng(3).standard_normal((20, 5)).astype(np.float32)
     X[0, :3] = [1e-40, -np.finfo(np.float32).smallest_subnormal, np.finfo(np.float32).max]
     widths = []
@@ -197,7 +198,10 @@ def test_mantissa_erasure_is_accounted_against_float32():
             np.testing.assert_array_equal(q.transform(X).astype(np.float32), X)
     assert widths[:30] == [32] * 30
     assert widths[30:53] == list(range(31, 8, -1))  # one mantissa bit per erased bit
-    assert widths[53:] == [8, 7, 6, 5, 4, 3, 2, 1, 1, 1, 1, 0]  # exponent, then sign
+    assert widths[53:] == [8, 7, 6, 5, 4, 3, 2, 2, 2, 2, 1, 0]  # exponent, then sign
+    # At 60 erased bits the sign and whether |x| >= 2 survive: 4 distinct values.
+    x = np.array([[0.5, 3, -0.5, -3, 1e-30, 1e30]], np.float32)
+    assert len(np.unique(MantissaErasure(60).fit(x).transform(x))) == 2 ** widths[60]
     assert [MantissaErasure(k, dtype="float32").fit(X).bits_per_vector // 5
             for k in range(33)] == list(range(32, -1, -1))
 

@@ -98,8 +98,11 @@ def test_accounting_columns_follow_the_formulas(full_sweep):
         k, h, e = row["kept_dims"], row["n_levels"], row["erased_bits"]
         if row["experiment"] == "qb":
             # Float32 bits left after erasing e low bits of the float64 copy: mantissa
-            # (the top 23 of 52), exponent (the low 8 of 11, one lost per erased bit), sign.
-            bits = (min(23, max(0, 52 - e)) + max(0, 8 - max(0, e - 52)) + (e < 64)) * n
+            # (the top 23 of 52), exponent (the low 8 of 11, one lost per erased bit; then
+            # the top 3 still tell |x| >= 2), sign.
+            j = min(11, max(0, e - 52))
+            exponent = 8 - j if j < 8 else int(j < 11)
+            bits = (min(23, max(0, 52 - e)) + exponent + (e < 64)) * n
         elif h is not None:
             bits = k * math.ceil(math.log2(h))
         else:

@@ -68,14 +68,17 @@ def bits_kept(n_bits: int, dtype) -> int:
 
     Sign, exponent and mantissa are erased from the bottom up in ``dtype``'s layout.
     float32's 23 mantissa bits are the top ones of a wider mantissa, so erasing starts
-    costing them only past the extra low bits; its 8 exponent bits are the low ones of a
-    wider exponent (the top ones only repeat the bias), so each erased exponent bit
-    costs one of them.  The count runs from 32 (nothing lost) down to 0.
+    costing them only past the extra low bits.  A float32's exponent e32 becomes
+    e64 = e32 + 896 in float64: its low 8 bits are a bijection of e32, and the top 3
+    bits (011 or 100) only repeat whether e32 >= 128.  So each of the first 7 erased
+    exponent bits costs one bit, and once the low 8 are gone the top ones still say
+    whether |x| >= 2 (one bit) until the last of them is erased.  The count runs from
+    32 (nothing lost) down to 0.
 
     Examples
     --------
-    >>> [bits_kept(k, np.float64) for k in (0, 29, 30, 52, 53, 60, 63, 64)]
-    [32, 32, 31, 9, 8, 1, 1, 0]
+    >>> [bits_kept(k, np.float64) for k in (0, 29, 30, 52, 53, 60, 62, 63, 64)]
+    [32, 32, 31, 9, 8, 2, 2, 1, 0]
     >>> bits_kept(10, np.float32)
     22
     """
@@ -83,7 +86,10 @@ def bits_kept(n_bits: int, dtype) -> int:
     exponent32, mantissa32 = _FIELDS[np.dtype(np.float32)]
     mantissa_left = min(mantissa32, max(0, mantissa - n_bits))
     exponent_erased = min(exponent, max(0, n_bits - mantissa))
-    exponent_left = max(0, exponent32 - exponent_erased)
+    if exponent == exponent32 or exponent_erased < exponent32:
+        exponent_left = exponent32 - exponent_erased
+    else:  # only the wider exponent's top bits are left: |x| >= 2 or not, until erased
+        exponent_left = int(exponent_erased < exponent)
     sign_left = int(n_bits < 1 + exponent + mantissa)
     return sign_left + exponent_left + mantissa_left
 
