@@ -9,15 +9,14 @@ from dnnstress import __version__
 from dnnstress.authors import SHIPPED_DIR
 from dnnstress.cli import main
 from dnnstress.report import write_report
-from dnnstress.stress.accounting import bits_for_levels, bits_per_vector, compression_rate
+from dnnstress.stress.accounting import bits_per_vector, compression_rate
 from dnnstress.sweep import COLUMNS, read_results
 
 N = 4096
 
 
 def _row(experiment, score, kept=N, h=None, erased=None, repeat=None):
-    bits = kept * (64 - erased if erased is not None
-                   else bits_for_levels(h) if h is not None else 32)
+    bits = bits_per_vector(kept, h, erased)  # as the sweep stores them
     return {"experiment": experiment, "kept_dims": kept, "n_levels": h, "erased_bits": erased,
             "repeat": repeat, "seed": None if repeat is None else repeat, "n_features": N,
             "kept_fraction": kept / N, "bits_per_vector": bits,

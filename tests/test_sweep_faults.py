@@ -100,6 +100,7 @@ def _cells(index, value):
     (_cells(1, "-1"), "kept_dims '-1' is out of range"),
     (_cells(6, "7"), "n_features is 7, these features have 6"),
     (_cells(11, ""), "metric is empty"),
+    (_cells(8, "999"), "bits_per_vector 999 and compression_rate"),  # another accounting
     (lambda line: line.replace(",", ";"), "it has 1 cells, not 14"),
     (lambda line: "\xff" + line, "it is not UTF-8 text"),
 ])

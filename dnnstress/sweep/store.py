@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from dnnstress._files import write_atomically
+from dnnstress.stress.accounting import bits_per_vector, compression_rate
 from dnnstress.sweep.grid import EXPERIMENTS
 
 COLUMNS = ("experiment", "kept_dims", "n_levels", "erased_bits", "repeat", "seed",
@@ -314,6 +315,14 @@ def _checked_row(cells: list[str], n_features: int | None) -> dict:
     if n_features is not None and row["n_features"] != n_features:
         raise ValueError(f"n_features is {row['n_features']}, these features have "
                          f"{n_features}: the row comes from other features")
+    # The storage columns must follow this version's accounting (Q-B's changed: a row
+    # of an older dnnstress would otherwise be mixed in with other figures).
+    bits = bits_per_vector(row["kept_dims"], row["n_levels"], row["erased_bits"])
+    if row["bits_per_vector"] != bits or not math.isclose(
+            row["compression_rate"], compression_rate(row["n_features"], bits), abs_tol=1e-9):
+        raise ValueError(f"bits_per_vector {row['bits_per_vector']} and compression_rate "
+                         f"{row['compression_rate']} do not follow this dnnstress's "
+                         f"accounting ({bits} bits): the row was written by another version")
     return row
 
 
