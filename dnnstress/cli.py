@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from dnnstress import __version__
 from dnnstress.commands._common import thread_limits
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        with thread_limits(getattr(args, "threads", None)):
+        with thread_limits(getattr(args, "threads", None)), warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
             return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("\ninterrupted: results written so far are kept", file=sys.stderr)
@@ -47,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         # should be) get one clear line, not a traceback.
         print(f"dnnstress {args.command}: error: {error}", file=sys.stderr)
         return 1
+
+
+def _one_line_warning(command: str):
+    """Warnings (a configuration left out, an ignored label column) as one line each,
+    like errors, not with the source location Python shows by default."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"dnnstress {command}: warning: {message}", file=sys.stderr)
+    return show
 
 
 if __name__ == "__main__":

@@ -79,3 +79,17 @@ def test_qb_trains_in_float32_while_its_values_are_float32(erased_bits, trains_i
     exact = MantissaErasure(erased_bits).fit(features.train_x).transform(features.train_x)
     np.testing.assert_array_equal(stressed.train_x.astype(np.float64), exact)
 
+
+
+def test_configurations_beyond_the_principal_directions_are_left_out_aloud(tmp_path, capsys):
+    from dnnstress.cli import main
+
+    path = _features(n_train=8, n_test=6, d=20).save(tmp_path / "f.npz")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--experiments",
+                 "baseline,dr2,fc", "--quiet"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warned) == 2
+    assert warned[0].startswith("dnnstress sweep: warning: DR-2: kept dims [9, 10, 12")
+    assert "spans only 7 principal directions" in warned[1] and "FC" in warned[1]
+    kept = {r["kept_dims"] for r in read_results(tmp_path / "o") if r["experiment"] == "dr2"}
+    assert kept and max(kept) <= 7

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -133,9 +134,20 @@ def _dr1(grid, n, max_directions):
 
 
 def _dr2(grid, n, max_directions, shared_pca):
-    counts = _dr_counts(grid, n)
-    specs = [Spec("dr2", k) for k in counts if k <= max_directions]
+    counts = _within_directions("DR-2", _dr_counts(grid, n), max_directions)
+    specs = [Spec("dr2", k) for k in counts]
     return [Unit(specs, _refit_free(specs, shared_pca, _principal_projection))]
+
+
+def _within_directions(experiment: str, counts: list[int], max_directions: int) -> list[int]:
+    """The kept-dims ``counts`` that the training set's principal directions can serve;
+    the others are left out, with a warning (Table 3 then judges without them)."""
+    left_out = [k for k in counts if k > max_directions]
+    if left_out:
+        warnings.warn(f"{experiment}: kept dims {left_out} left out: the training set spans "
+                      f"only {max_directions} principal directions (fewer training samples "
+                      f"than features)", UserWarning, stacklevel=2)
+    return [k for k in counts if k <= max_directions]
 
 
 def _refit_free(specs, fitted, warm_start_for):
@@ -175,8 +187,9 @@ def _qb(grid, n, max_directions):
 def _fc(grid, n, max_directions, shared_pca):
     """The PCA fit shared with DR-2 for the whole FC grid; Q-2 refitted on each projected
     training set."""
-    counts = [k for k in dict.fromkeys(fc_schedule(n)[j - 1] for j in grid.fc_steps)
-              if k <= max_directions]
+    counts = _within_directions("FC", list(dict.fromkeys(fc_schedule(n)[j - 1]
+                                                        for j in grid.fc_steps)),
+                                max_directions)
     specs = [Spec("fc", k, n_levels=h) for k in counts for h in grid.fc_levels]
 
     def stress(train_x, test_x, pending):
