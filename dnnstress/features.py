@@ -222,6 +222,13 @@ def _validate(fs: FeatureSet) -> None:
     if fs.is_multilabel and fs.train_y.shape[1] != fs.test_y.shape[1]:
         raise ValueError(f"train_y has {fs.train_y.shape[1]} label columns but test_y has "
                          f"{fs.test_y.shape[1]}")
+    if not fs.is_multilabel:
+        unseen = np.setdiff1d(fs.test_y, fs.train_y)
+        if unseen.size:
+            raise ValueError(f"test_y has classes the training split never shows "
+                             f"({unseen[:10].tolist()}{' ...' if unseen.size > 10 else ''}): "
+                             f"no classifier can predict them, and every score would be "
+                             f"capped without saying so")
     if fs.class_names is not None:
         _check_class_names(fs)
     if not isinstance(fs.metadata, dict):

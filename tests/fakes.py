@@ -26,7 +26,9 @@ def make_fashion(directory, n_train=30, n_test=10, *, compress=True, seed=0):
     arrays = {}
     for split, n in (("train", n_train), ("test", n_test)):
         images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        # Every class in every split of 10 or more images: a test class never seen in
+        # training makes a features file invalid.
+        labels = rng.permutation(np.arange(n) % 10).astype(np.uint8)
         image_name, label_name = fashion_mnist.FILES[split]
         suffix = ".gz" if compress else ""
         write_idx(directory / f"{image_name}{suffix}", images, compress=compress)

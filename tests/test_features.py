@@ -264,3 +264,10 @@ def test_compressed_and_fortran_ordered_files_load(tmp_path):
     loaded = FeatureSet.load(tmp_path / "c.npz")
     np.testing.assert_array_equal(loaded.train_x, arrays["train_x"])
     np.testing.assert_array_equal(loaded.test_y, arrays["test_y"])
+
+
+def test_test_classes_the_training_split_never_shows_are_refused(tmp_path):
+    x = np.ones((4, 2), np.float32)
+    with pytest.raises(ValueError, match=r"test_y has classes the training split never "
+                                         r"shows \(\[5, 6\]\)"):
+        FeatureSet(x, np.array([0, 1, 0, 1]), x, np.array([0, 5, 6, 1]))
