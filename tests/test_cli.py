@@ -147,11 +147,22 @@ def test_out_naming_a_file_is_a_one_line_error(tmp_path, features_file, capsys, 
     assert err.count("\n") == 1 and "is a file, not a folder" in err and str(a_file) in err
 
 
+@pytest.mark.parametrize("target, problem", [("a-folder", "is a folder; name a file"),
+                                             ("missing/x.json", "does not exist")])
+def test_a_json_target_that_cannot_be_written_is_refused_before_any_work(
+        tmp_path, features_file, capsys, target, problem):
+    (tmp_path / "a-folder").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", str(features_file), "--out", str(tmp_path / "o"), *SWEEP,
+              "--json", str(tmp_path / target)])
+    assert exit_info.value.code == 2 and problem in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # refused before the sweep, not after it
+
+
 def test_an_os_error_is_one_line_not_a_traceback(tmp_path, features_file, capsys):
-    folder = tmp_path / "a-folder"
-    folder.mkdir()
-    assert main(["sweep", str(features_file), "--out", str(tmp_path / "o"), *SWEEP,
-                 "--json", str(folder)]) == 1
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "results.csv").mkdir()  # a folder where the results file goes
+    assert main(["sweep", str(features_file), "--out", str(tmp_path / "o"), *SWEEP]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dnnstress sweep: error:") and err.count("\n") == 1
 

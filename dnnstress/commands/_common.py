@@ -74,10 +74,21 @@ def show_progress(args) -> bool:
 
 
 def add_json_argument(parser, *, what: str) -> None:
-    parser.add_argument("--json", metavar="FILE",
+    parser.add_argument("--json", metavar="FILE", type=_json_target,
                         help=f"also write {what} as JSON to FILE, with the dnnstress "
                              f"version, date, machine and parameters; '-' writes only JSON "
                              f"to standard output (the human text goes to standard error)")
+
+
+def _json_target(text: str) -> str:
+    """``--json``'s FILE, checked before the command runs (not after a long sweep)."""
+    if text != "-":
+        path = Path(text).expanduser()
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is a folder; name a file")
+        if not path.parent.is_dir():
+            raise argparse.ArgumentTypeError(f"{text}: the folder {path.parent} does not exist")
+    return text
 
 
 @contextlib.contextmanager

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import sys
+from dnnstress.commands._common import (add_json_argument, add_quiet_argument, human_output,
+                                        write_json)
+from dnnstress.runinfo import run_info
 
 
 def add_parser(subparsers):
@@ -14,26 +15,19 @@ def add_parser(subparsers):
                     "providers (a test session is asked which provider it got), cuML. "
                     "Prints package versions, the GPU seen, and for each missing piece "
                     "the error it raised and the command that fixes it.")
-    parser.add_argument("--json", metavar="FILE",
-                        help="write the report as JSON to FILE ('-': standard output only)")
+    add_json_argument(parser, what="the report")
+    add_quiet_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args) -> int:
     from dnnstress.doctor import diagnose
-    from dnnstress.runinfo import run_info
 
-    report = {**run_info("doctor", {}), **diagnose()}
-    if args.json == "-":
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return 0
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
-            handle.write("\n")
-    _print_human(report)
+    report = diagnose()
+    with human_output(args):
+        _print_human({**run_info("doctor", {}), **report})
+    write_json(args, "doctor", {}, report)
     return 0
 
 

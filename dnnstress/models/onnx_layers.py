@@ -160,7 +160,7 @@ def _run_in_fixed_batches(model, batch: int, names: list, types: dict):
     and slices each requested tensor back to one row per real image.  The scan body
     reads the original initializers from the outer graph.
     """
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 11:
