@@ -224,8 +224,7 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
     _check_positive(intercept_scaling, "intercept_scaling", allow_zero=True)
     _check_positive(tol, "tol")
     max_iter = _check_max_iter(max_iter)
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    check_solver(solver)
     problem = _Problem(X, Y, float(C), float(intercept_scaling))
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below
         if solver == "cuml":
@@ -304,6 +303,16 @@ class _Problem:
         """
         u = self.forward(P)
         return P + 2 * self.C * self.backward(D * u), u
+
+
+def check_solver(solver) -> str:
+    """``solver`` if it is one of :data:`SOLVERS` and can run here (cuML importable for
+    "cuml"), else a ValueError or a RuntimeError saying how to install it."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver == "cuml":
+        cuml_linear_svc()
+    return solver
 
 
 def cuml_linear_svc():

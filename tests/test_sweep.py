@@ -357,7 +357,7 @@ def test_rows_of_another_solver_are_never_mixed_in(tmp_path, monkeypatch):
 
     features = _blobs()
     run_sweep(features, tmp_path, experiments="q2", grid=Grid(levels=(2,)), progress=False)
-    monkeypatch.setattr(runner, "_check_solver", lambda solver: solver)  # no cuML here
+    monkeypatch.setattr(runner, "check_solver", lambda solver: solver)  # no cuML here
     with pytest.raises(ValueError, match="classifier: folder has .*LinearSVM.*cuml"):
         runner.Sweep(features, tmp_path, experiments="q2", grid=Grid(levels=(2, 3)),
                      progress=False, solver="cuml").run()

@@ -12,7 +12,8 @@ from dnnstress.commands._common import (add_json_argument, add_out_argument,
                                         write_json)
 from dnnstress.classify import SOLVERS
 from dnnstress.sweep import EXPERIMENTS, Grid, parse_experiments, parse_int_list
-from dnnstress.sweep.runner import AP_METHODS, DEVICES, NORMALIZE, Sweep
+from dnnstress.devices import DEVICES
+from dnnstress.sweep.runner import AP_METHODS, NORMALIZE, Sweep
 
 
 def add_parser(subparsers):

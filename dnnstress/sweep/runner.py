@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from dnnstress import __version__
-from dnnstress.classify import (SOLVERS, at_least_float32, cuml_linear_svc, fit_linear_svms,
-                                l2_normalize, one_vs_rest_targets)
-from dnnstress.devices import DEVICES, check_device
+from dnnstress.classify import (at_least_float32, check_solver, fit_linear_svms, l2_normalize,
+                                one_vs_rest_targets)
+from dnnstress.devices import check_device
 from dnnstress.features import FeatureSet
 from dnnstress.metrics import score_predictions
 from dnnstress.stress import compression_rate
@@ -97,11 +97,10 @@ class Sweep:
                  device="cpu", normalize="after", progress=True, C=1.0,
                  ap_method="voc07", solver="ours", batch="auto"):
         grid = Grid() if grid is None else grid
-        self.solver, self.batch = _check_solver(solver), _batch_size(batch, device)
+        # Before anything is written: a missing cuML is a clear error.
+        self.solver, self.batch = check_solver(solver), _batch_size(batch, device)
         if normalize not in NORMALIZE:
             raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
-        if device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
         if ap_method not in AP_METHODS:
             raise ValueError(f"ap_method must be one of {AP_METHODS}, got {ap_method!r}")
         if not isinstance(grid, Grid):
@@ -182,14 +181,6 @@ class Sweep:
                     bar.update(1)
         self.seconds = time.perf_counter() - start
         return self
-
-
-def _check_solver(solver):
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if solver == "cuml":
-        cuml_linear_svc()  # before anything is written: a missing cuML is a clear error
-    return solver
 
 
 def _batch_size(batch, device):
