@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))  # a checkout run without installing, as on a lent
 
 from dnnstress import _cuda  # noqa: E402
 from dnnstress._array import to_numpy  # noqa: E402
+from dnnstress.devices import check_device  # noqa: E402
 from dnnstress.benchmarks._common import print_table  # noqa: E402
 from dnnstress.stress import UniformQuantizer, _uniform, bits_for_levels  # noqa: E402
 
@@ -324,11 +325,15 @@ def _now(cupy) -> float:
 
 
 def _cupy_with_device():
+    """CuPy if it computes on a GPU here (dnnstress.devices.check_device), else None,
+    after saying why not."""
     try:
-        import cupy
-        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
-    except (ImportError, RuntimeError):  # no CuPy, no driver (CUDARuntimeError): no GPU
+        check_device("cuda")
+    except RuntimeError as error:
+        print(error)
         return None
+    import cupy
+    return cupy
 
 
 def _junit_counts(path: Path) -> dict[str, int]:
