@@ -1,4 +1,4 @@
-"""Feature extraction: images -> network -> one layer's activations, batched.
+"""Feature extraction: images -> network -> the activations of one or several layers, batched.
 
 The first step of the paper's pipeline (Fig. 1).  Images are decoded and preprocessed
 in decoding threads while onnxruntime runs the previous batch, so the pipeline runs
@@ -10,6 +10,12 @@ if the CUDA provider is not actually active, that is an error, never a silent CP
 Extraction of a split is checkpointed batch by batch (a memory-mapped ``.npy`` plus a
 count), so an interrupted run resumes where it stopped; finished feature sets are cached
 under a key of everything that determines them, so a second run does not extract again.
+
+Several layers come from one forward pass per batch (:func:`extract_layers`); each layer
+keeps its own checkpoint and cache entry, under the key a single-layer extraction of it
+uses, so the two kinds of run share work both ways.  Memory: one batch of every requested
+layer's activations at a time on the way (the rest is on disk), and the finished sets
+that are returned.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -33,7 +40,7 @@ from dnnstress._pipeline import run_batches, slot_count
 from dnnstress.datasets import (ArraySplit, CorruptImageError, ImageFileSplit, open_dataset,
                                 stratified_subset)
 from dnnstress.features import FeatureSet
-from dnnstress.models import ModelSpec, get_model, resolve_layer
+from dnnstress.models import ModelSpec, get_model, resolve_layer, resolve_layers
 from dnnstress.models.cache import get_cache_dir, sha256_file
 from dnnstress.preprocess import POLICIES
 
@@ -83,15 +90,16 @@ def create_session(onnx_path, device: str = "cpu", threads: int | None = None):
 
 
 class LayerRunner:
-    """Runs a network on batches of preprocessed images and returns one layer, flattened.
+    """Runs a network on batches of preprocessed images and returns layers, flattened.
 
     The three steps match :func:`dnnstress._pipeline.run_batches`: :meth:`host_buffers`
     makes the buffers images are decoded into, :meth:`stage` starts a batch's way to the
-    network, and calling the runner on a staged batch returns its features as a host
-    array.  On the CPU staging is nothing.  On CUDA the host buffers are pinned, so
-    :meth:`stage` is an asynchronous copy on a stream of its own that overlaps the
-    inference of the batch before, and IO binding lets onnxruntime read the images from
-    and write the activations to CuPy memory.
+    network, and calling the runner on a staged batch runs the network once and returns
+    the features of every layer of ``layers`` as host arrays.  On the CPU staging is
+    nothing.  On CUDA the host buffers are pinned, so :meth:`stage` is an asynchronous
+    copy on a stream of its own that overlaps the inference of the batch before, and IO
+    binding lets onnxruntime read the images from and write the activations to CuPy
+    memory.
 
     Parameters
     ----------
@@ -99,16 +107,16 @@ class LayerRunner:
         From :func:`create_session`.
     input_name : str
         The graph input.
-    layer : dnnstress.models.Layer
-        The graph output to fetch and its per-image shape.
+    layers : sequence of dnnstress.models.Layer
+        The graph outputs to fetch and their per-image shapes.
     device : {"cpu", "cuda"}
         Where ``session`` runs.
     """
 
-    def __init__(self, session, input_name: str, layer, device: str = "cpu"):
+    def __init__(self, session, input_name: str, layers, device: str = "cpu"):
         self.session = session
         self.input_name = input_name
-        self.layer = layer
+        self.layers = layers
         self.device = device
         self._cuda = None
 
@@ -122,15 +130,16 @@ class LayerRunner:
         """Start moving batch ``number`` (decoded into ``images``) to the network."""
         return images if self.device == "cpu" else self._gpu().upload(number, images)
 
-    def __call__(self, staged) -> np.ndarray:
+    def __call__(self, staged) -> list[np.ndarray]:
         if self.device == "cpu":
-            (out,) = self.session.run([self.layer.output], {self.input_name: staged})
-            return out.reshape(len(staged), -1)
+            outputs = self.session.run([layer.output for layer in self.layers],
+                                       {self.input_name: staged})
+            return [out.reshape(len(staged), -1) for out in outputs]
         return self._gpu().run(staged)
 
     def _gpu(self):
         if self._cuda is None:
-            self._cuda = _CudaStaging(self.session, self.input_name, self.layer)
+            self._cuda = _CudaStaging(self.session, self.input_name, self.layers)
         return self._cuda
 
 
@@ -139,23 +148,25 @@ class _CudaStaging:
 
     Two device input buffers alternate: batch ``i + 1`` is copied into one while the
     network reads batch ``i`` from the other.  The pipeline stages batch ``i + 2`` only
-    after batch ``i`` has run, so a copy never overwrites images still being read.
+    after batch ``i`` has run, so a copy never overwrites images still being read.  Each
+    layer has one device output buffer of a batch, copied to the host after the run.
     """
 
-    def __init__(self, session, input_name, layer):
+    def __init__(self, session, input_name, layers):
         import cupy
 
         self.cupy = cupy
-        self.session, self.input_name, self.layer = session, input_name, layer
+        self.session, self.input_name, self.layers = session, input_name, layers
         self.copies = cupy.cuda.Stream(non_blocking=True)
-        self.inputs = self.output = None
+        self.inputs = self.outputs = None
 
     def allocate(self, shape, count):
         """The device buffers for batches of ``shape``, and ``count`` pinned host ones."""
         cupy = self.cupy
         size = int(np.prod(shape))
         self.inputs = [cupy.empty(shape, cupy.float32) for _ in range(2)]
-        self.output = cupy.empty((shape[0], *self.layer.shape), cupy.float32)
+        self.outputs = [cupy.empty((shape[0], *layer.shape), cupy.float32)
+                        for layer in self.layers]
         # np.frombuffer keeps the pinned allocation alive as the array's base.
         return [np.frombuffer(cupy.cuda.alloc_pinned_memory(size * 4), np.float32,
                               size).reshape(shape) for _ in range(count)]
@@ -167,16 +178,17 @@ class _CudaStaging:
 
     def run(self, staged):
         images, copied = staged
-        output = self.output[:len(images)]
+        outputs = [output[:len(images)] for output in self.outputs]
         binding = self.session.io_binding()
         binding.bind_input(self.input_name, "cuda", images.device.id, np.float32,
                            tuple(images.shape), images.data.ptr)
-        binding.bind_output(self.layer.output, "cuda", output.device.id, np.float32,
-                            tuple(output.shape), output.data.ptr)
+        for layer, output in zip(self.layers, outputs):
+            binding.bind_output(layer.output, "cuda", output.device.id, np.float32,
+                                tuple(output.shape), output.data.ptr)
         copied.synchronize()  # onnxruntime reads on its own stream: the upload must be done
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
-        return output.reshape(len(images), -1).get()
+        return [output.reshape(len(images), -1).get() for output in outputs]
 
 
 @dataclasses.dataclass
@@ -216,23 +228,40 @@ class ExtractionOptions:
 
 def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: Path | None = None,
                   session=None):
-    """Features of every image of ``split`` as a (n, d) float32 host array.
+    """Features of every image of ``split`` from one layer, as a (n, d) float32 host array.
 
-    Returns ``(features, kept)``: ``kept`` is a boolean mask of the images that decoded
-    (all True unless ``options.skip_corrupt`` let corrupt ones through, which are then
-    counted and reported).  With ``checkpoint`` (a path prefix), finished batches are kept
-    on disk and a rerun continues after the last one; the checkpoint stays until the
-    caller has stored the result (:func:`remove_checkpoint`).
+    Returns ``(features, kept)``; see :func:`extract_split_layers`, of which this is the
+    one-layer case.
+    """
+    (features,), kept = extract_split_layers(
+        split, model, [layer], options, None if checkpoint is None else [checkpoint], session)
+    return features, kept
+
+
+def extract_split_layers(split, model, layers, options: ExtractionOptions, checkpoints=None,
+                         session=None):
+    """Features of every image of ``split`` from each of ``layers``, one network run a batch.
+
+    Returns ``(features, kept)``: ``features`` is a list of (n, d) float32 host arrays, one
+    per layer; ``kept`` is a boolean mask of the images that decoded (all True unless
+    ``options.skip_corrupt`` let corrupt ones through, which are then counted and
+    reported).  With ``checkpoints`` (one path prefix per layer), finished batches are
+    kept on disk and a rerun continues after the last batch every layer holds; the
+    checkpoints stay until the caller has stored the result (:func:`remove_checkpoint`).
+    A layer's checkpoint is the one a single-layer extraction of it writes.
     """
     if len(split) == 0:
         raise ValueError(f"the {split.name} split is empty: nothing to extract")
     session = session or create_session(model.onnx_path(), options.device, options.threads)
-    runner = LayerRunner(session, model.input_name, layer, options.device)
-    store = _Checkpoint(checkpoint, len(split), layer.n_features)
+    runner = LayerRunner(session, model.input_name, layers, options.device)
+    stores = [_Checkpoint(prefix, len(split), layer.n_features)
+              for layer, prefix in zip(layers, checkpoints or [None] * len(layers), strict=True)]
+    # A run killed between two layers' writes left one batch more in some: redo it in all.
+    done = min(store.done for store in stores)
     batches = [range(start, min(start + options.batch_size, len(split)))
-               for start in range(store.done, len(split), options.batch_size)]
+               for start in range(done, len(split), options.batch_size)]
     # disable=None: no bar when standard error is not a terminal (logs, pipes).
-    bar = tqdm(total=len(split), initial=store.done, unit="img",
+    bar = tqdm(total=len(split), initial=done, unit="img",
                disable=None if options.progress else True,
                desc=f"extract {split.name}", dynamic_ncols=True)
     workers = options.decoders()
@@ -248,11 +277,13 @@ def extract_split(split, model, layer, options: ExtractionOptions, checkpoint: P
         return runner.stage(number, loaded[1])
 
     with bar:
-        for (indices, _, ok), features in run_batches(len(batches), load, stage, runner,
-                                                      workers=workers):
-            store.write(indices, features, ok)
+        for (indices, _, ok), outputs in run_batches(len(batches), load, stage, runner,
+                                                     workers=workers):
+            for store, features in zip(stores, outputs):
+                store.write(indices, features, ok)
             bar.update(len(indices))
-    features, kept = store.result()
+    kept = np.array(stores[0].kept)
+    features = [store.result() for store in stores]
     skipped = int((~kept).sum())
     if skipped:
         print(f"skipped {skipped} corrupt image(s) in the {split.name} split")
@@ -315,9 +346,9 @@ class _Checkpoint:
             write_json_atomically(self._paths()["state"],
                         {"shape": list(self.features.shape), "done": self.done})
 
-    def result(self):
-        return np.array(self.features[self.kept]), np.array(self.kept)
-
+    def result(self) -> np.ndarray:
+        """The features of the images kept, in memory."""
+        return np.array(self.features[self.kept])
 
 
 def checkpoint_files(prefix: Path) -> dict[str, Path]:
@@ -339,68 +370,164 @@ def extract_features(model: str | ModelSpec | None = None, layer_name: str | Non
                      use_cache: bool = True) -> FeatureSet:
     """Train and test features of ``dataset`` from one layer of one network, cached.
 
-    ``model`` is a registered name (None: the embedded default) or a ``ModelSpec``.
+    ``model`` is a registered name (None: the embedded default) or a ``ModelSpec``;
+    ``layer_name`` one of its layers (None: its default).  The one-layer case of
+    :func:`extract_layers`, which describes the subsets, the cache and the lock.
+    """
+    model = _model_spec(model)
+    layer = resolve_layer(model, layer_name)
+    (feature_set,) = extract_layers(model, [layer.name], dataset, root, train_size=train_size,
+                                    test_size=test_size, seed=seed, options=options,
+                                    cache_dir=cache_dir, use_cache=use_cache).values()
+    return feature_set
 
-    ``train_size``/``test_size`` take stratified subsets (None keeps a whole split).  The
-    cache key covers the network file's digest, the layer, the preprocessing, the subsets
-    and the content of the images (:func:`content_digest`: the pixels of data sets held
-    in memory, the size and modification time of every image file), so overwriting the
-    images or changing any setting extracts again.  A cached file that is unreadable
-    (corrupt, truncated) or describes other features is reported on standard error and
-    rebuilt.  Extractions of the same features take turns on a lock file, so two
-    processes sharing a cache never write the same checkpoint at once.
+
+def extract_layers(model: str | ModelSpec | None = None, layer_names=None,
+                   dataset: str = "fashion-mnist", root=None, *, train_size: int | None = None,
+                   test_size: int | None = None, seed: int = 0,
+                   options: ExtractionOptions | None = None, cache_dir=None,
+                   use_cache: bool = True) -> dict[str, FeatureSet]:
+    """Train and test features of ``dataset`` from several layers of one network, cached.
+
+    The network runs once a batch for all the layers not already cached, and each layer
+    is checkpointed and cached on its own, as :func:`extract_features` does it: a layer
+    cached by either function is read, not extracted again, and a killed run resumes.
+
+    Parameters
+    ----------
+    model : str or ModelSpec, optional
+        A registered name (None: the embedded default) or a ``ModelSpec``.
+    layer_names : None, "all", str or sequence of str
+        See :func:`dnnstress.models.resolve_layers`: the default layer, every layer the
+        model lists, ``"L15,L16"`` or ``["L15", "L16"]``.  Unknown names are an error
+        listing the valid ones, raised before any work.
+    dataset, root : str, path-like
+        The data set (see :func:`dnnstress.datasets.open_dataset`).
+    train_size, test_size : int, optional
+        Stratified subsets of ``seed`` (None keeps a whole split).
+    options : ExtractionOptions, optional
+    cache_dir : path-like, optional
+        See :func:`dnnstress.models.cache.get_cache_dir`.
+    use_cache : bool, default True
+        False extracts every layer again and stores no set (checkpoints still protect
+        the run).
+
+    Returns
+    -------
+    dict of str -> FeatureSet
+        By layer name, in the order requested.
+
+    Notes
+    -----
+    A layer's cache key covers the network file's digest, the layer, the preprocessing,
+    the subsets and the content of the images (:func:`content_digest`: the pixels of data
+    sets held in memory, the size and modification time of every image file), so
+    overwriting the images or changing any setting extracts again.  A cached file that is
+    unreadable (corrupt, truncated) or describes other features is reported on standard
+    error and rebuilt.  Extractions of the same features take turns on a lock file per
+    layer (taken in one order, so overlapping requests never deadlock), so two processes
+    sharing a cache never write the same checkpoint at once.
+
+    Memory: on the way, one batch of each layer's activations (the checkpoints are
+    memory-mapped files); at the end, every returned set (n images x the layers' total
+    dims x 4 bytes: ``conv`` of the embedded network is 62,720 dims, VGG-M's ``L1`` 1.1 M).
     """
     options = options or ExtractionOptions()
-    if not isinstance(model, ModelSpec):
-        model = get_model(model) if model else get_model()
-    layer = resolve_layer(model, layer_name)
+    model = _model_spec(model)
+    layers = resolve_layers(model, layer_names)
     splits = open_dataset(dataset, root)
     splits = {"train": _subset(splits["train"], train_size, seed),
               "test": _subset(splits["test"], test_size, seed)}
     onnx_path = model.onnx_path(cache_dir)
-    metadata = {
-        "model": model.name, "layer": layer.name, "layer_output": layer.output,
-        "network_sha256": sha256_file(onnx_path), "dataset": dataset,
+    common = {
+        "model": model.name, "network_sha256": sha256_file(onnx_path), "dataset": dataset,
         "root": str(root) if root else None, "train_size": len(splits["train"]),
         "test_size": len(splits["test"]), "subset_seed": seed, "policy": options.policy,
         "input_size": model.input_size, "resize_size": model.resize_size,
         "mean": list(model.mean), "std": list(model.std), "skip_corrupt": options.skip_corrupt,
         "content_sha256": content_digest(splits),
     }
-    key = hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()[:16]
     folder = get_cache_dir(cache_dir) / "features"
-    cached = folder / f"{model.name}-{layer.name}-{dataset}-{key}.npz"
     folder.mkdir(parents=True, exist_ok=True)
-    with _exclusive(cached.with_suffix(".lock")):
-        feature_set = _load_cached(cached, metadata) if use_cache else None
-        if feature_set is None:
-            # Files of this key half-written by a killed run; nobody else writes them now.
-            for stale in folder.glob(f".*{key}*.tmp"):
-                stale.unlink(missing_ok=True)
-            checkpoints = [folder / f".{key}.{name}" for name in splits]
-            feature_set = _extract(splits, model, layer, options, onnx_path, metadata,
-                                   cached if use_cache else None, checkpoints)
-    return feature_set
+    entries = [_CacheEntry(folder, layer, common, list(splits)) for layer in layers]
+    with contextlib.ExitStack() as locks:
+        for entry in sorted(entries, key=lambda entry: entry.path.name):
+            locks.enter_context(_exclusive(entry.path.with_suffix(".lock")))
+        sets = {entry.layer.name: _load_cached(entry.path, entry.metadata) if use_cache
+                else None for entry in entries}
+        missing = [entry for entry in entries if sets[entry.layer.name] is None]
+        if missing:
+            for entry in missing:
+                entry.remove_stale_files()
+            sets.update(_extract(splits, model, missing, options, onnx_path, use_cache))
+    return sets
 
 
-def _extract(splits, model, layer, options, onnx_path, metadata, cached, checkpoints):
-    """Extract every split, store the set at ``cached`` (unless None), drop checkpoints."""
+def _model_spec(model) -> ModelSpec:
+    if isinstance(model, ModelSpec):
+        return model
+    return get_model(model) if model else get_model()
+
+
+class _CacheEntry:
+    """Where one layer's feature set and its checkpoints live in the cache, and its key.
+
+    The key is a digest of ``metadata`` (what made the features), the same whichever
+    other layers were extracted in the same run.
+    """
+
+    def __init__(self, folder: Path, layer, common: dict, split_names):
+        self.layer = layer
+        self.metadata = {**common, "layer": layer.name, "layer_output": layer.output}
+        self.key = hashlib.sha256(json.dumps(self.metadata, sort_keys=True).encode()
+                                  ).hexdigest()[:16]
+        self.folder = folder
+        self.path = folder / (f"{self.metadata['model']}-{_file_safe(layer.name)}-"
+                              f"{self.metadata['dataset']}-{self.key}.npz")
+        self.checkpoints = {name: folder / f".{self.key}.{name}" for name in split_names}
+
+    def remove_stale_files(self) -> None:
+        """Files of this key half-written by a killed run (called under its lock)."""
+        for stale in self.folder.glob(f".*{self.key}*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def layer_file_name(layer_name: str) -> str:
+    """The file name ``features-<layer>.npz`` of one layer's features in an output folder."""
+    return f"features-{_file_safe(layer_name)}.npz"
+
+
+def _file_safe(name: str) -> str:
+    """``name`` with every character but letters, digits, ``.``, ``_`` and ``-`` made
+    ``_``: ONNX tensor names such as ``/features/denseblock4/Concat_output_0`` in a
+    file name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def _extract(splits, model, entries, options, onnx_path, store: bool) -> dict[str, FeatureSet]:
+    """Extract every split for ``entries``' layers in one pass, store each layer's set
+    (unless ``store`` is false), then drop its checkpoints."""
     session = create_session(onnx_path, options.device, options.threads)
+    layers = [entry.layer for entry in entries]
     arrays = {}
-    for (name, split), checkpoint in zip(splits.items(), checkpoints):
-        features, kept = extract_split(split, model, layer, options, checkpoint=checkpoint,
-                                       session=session)
-        arrays[name] = (features, split.labels[kept])
-    feature_set = FeatureSet(arrays["train"][0], arrays["train"][1], arrays["test"][0],
-                             arrays["test"][1], class_names=list(splits["train"].class_names),
-                             metadata={**metadata, "dnnstress_version": dnnstress.__version__})
-    if cached is not None:
-        feature_set.save(cached)
-    # Only now is every split stored: an interruption before this point resumes
-    # from the checkpoints, whichever split it hit.
-    for checkpoint in checkpoints:
-        remove_checkpoint(checkpoint)
-    return feature_set
+    for name, split in splits.items():
+        features, kept = extract_split_layers(
+            split, model, layers, options, [entry.checkpoints[name] for entry in entries],
+            session=session)
+        arrays[name] = features, split.labels[kept]
+    sets = {}
+    for number, entry in enumerate(entries):
+        sets[entry.layer.name] = feature_set = FeatureSet(
+            arrays["train"][0][number], arrays["train"][1], arrays["test"][0][number],
+            arrays["test"][1], class_names=list(splits["train"].class_names),
+            metadata={**entry.metadata, "dnnstress_version": dnnstress.__version__})
+        if store:
+            feature_set.save(entry.path)
+        # Only now is this layer's every split stored: an interruption before this point
+        # resumes from its checkpoints, whichever split or layer it hit.
+        for checkpoint in entry.checkpoints.values():
+            remove_checkpoint(checkpoint)
+    return sets
 
 
 def _load_cached(path: Path, metadata: dict) -> FeatureSet | None:

@@ -11,9 +11,11 @@ import types
 import numpy as np
 import pytest
 
-from dnnstress.extract import ExtractionOptions, create_session, extract_split
-from dnnstress.models import resolve_layer
+from dnnstress.extract import (ExtractionOptions, create_session, extract_split,
+                               extract_split_layers)
+from dnnstress.models import resolve_layer, resolve_layers
 from test_extract import TINY, expected_means, make_split
+from test_extract_layers import FOUR
 
 
 class Pinned(bytearray):
@@ -85,9 +87,9 @@ class BoundSession:
     def run_with_iobinding(self, binding):
         (name, (shape, pointer)), = binding.inputs.items()
         images = _at(pointer, shape)
-        (out,) = self.session.run(None, {name: images.copy()})
-        (_, (out_shape, out_pointer)), = binding.outputs.items()
-        _at(out_pointer, out_shape)[...] = out
+        outputs = self.session.run(list(binding.outputs), {name: images.copy()})
+        for (out_shape, out_pointer), out in zip(binding.outputs.values(), outputs):
+            _at(out_pointer, out_shape)[...] = out
 
 
 class Binding:
@@ -128,3 +130,20 @@ def test_cuda_staging_gives_the_cpu_features(monkeypatch, tmp_path, n, batch_siz
     features, kept = extract_split(split, TINY, resolve_layer(TINY), options, session=session)
     assert kept.all() and isinstance(features, np.ndarray) and features.shape == (n, 3)
     np.testing.assert_allclose(features, expected_means(split.images), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("eager", [False, True], ids=["copies-late", "copies-early"])
+def test_cuda_staging_of_several_layers_gives_the_cpu_features(monkeypatch, tmp_path, eager):
+    monkeypatch.setenv("DNNSTRESS_CACHE", str(tmp_path))
+    split = make_split(11, seed=4)
+    layers = resolve_layers(FOUR, "flat,means,mix")
+    cpu, _ = extract_split_layers(split, FOUR, layers, ExtractionOptions(
+        batch_size=4, policy="resize", progress=False))
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(eager))
+    options = ExtractionOptions(batch_size=4, policy="resize", progress=False,
+                                device="cuda", decode_threads=2)
+    session = BoundSession(create_session(FOUR.onnx_path(), "cpu"))
+    cuda, kept = extract_split_layers(split, FOUR, layers, options, session=session)
+    assert kept.all() and [f.shape for f in cuda] == [(11, 192), (11, 3), (11, 4)]
+    for name, on_cuda, on_cpu in zip(("flat", "means", "mix"), cuda, cpu):
+        np.testing.assert_array_equal(on_cuda, on_cpu, err_msg=name)

@@ -1,7 +1,7 @@
 """`dnnstress extract` under faults: SIGKILL at seeded random moments, then a rerun, must
-give exactly the features of an uninterrupted run; two extractions sharing a cache take
-turns and both succeed.  Real subprocesses on a tiny network and a small fake
-Fashion-MNIST, so each test takes seconds."""
+give exactly the features of an uninterrupted run, of one layer or of several extracted in
+one pass; two extractions sharing a cache take turns and both succeed.  Real subprocesses
+on a tiny network and a small fake Fashion-MNIST, so each test takes seconds."""
 
 import os
 import select
@@ -15,7 +15,7 @@ import pytest
 
 from dnnstress.features import FeatureSet
 from fakes import make_fashion
-from test_extract import build_channel_means
+from test_extract_layers import build_four_outputs
 
 
 # `dnnstress extract` without the rest of the CLI, whose other commands import scikit-learn
@@ -34,12 +34,12 @@ sys.exit(args.func(args))
 def job(tmp_path):
     """Runs `dnnstress extract` on the tiny network with a given cache and output."""
     make_fashion(tmp_path / "fashion", n_train=200, n_test=60)
-    network = tmp_path / "means.onnx"
-    build_channel_means(network)
+    network = tmp_path / "four.onnx"
+    build_four_outputs(network)
 
-    def start(cache, out):
+    def start(cache, out, layers="means"):
         command = [sys.executable, "-c", ONLY_EXTRACT, "extract", "--model", str(network),
-                   "--layer", "means", "--mean", "0,0,0", "--std", "1,1,1",
+                   "--layer", layers, "--mean", "0,0,0", "--std", "1,1,1",
                    "--dataset", "fashion-mnist", "--root", str(tmp_path / "fashion"),
                    "--batch-size", "2", "--no-progress", "--out", str(out)]
         environment = {**os.environ, "DNNSTRESS_CACHE": str(cache)}
@@ -56,39 +56,50 @@ def _finish(process):
 
 
 def _arrays(out):
-    with np.load(out / "features.npz") as data:
-        return {name: data[name] for name in ("train_x", "train_y", "test_x", "test_y")}
+    """The arrays of every features file in ``out``, by file and array name."""
+    arrays = {}
+    for path in sorted(out.glob("features*.npz")):
+        with np.load(path) as data:
+            arrays.update({f"{path.name}:{name}": data[name]
+                           for name in ("train_x", "train_y", "test_x", "test_y")})
+    return arrays
 
 
 def _assert_same(out, reference):
-    for name, array in _arrays(out).items():
+    arrays = _arrays(out)
+    assert arrays.keys() == reference.keys()
+    for name, array in arrays.items():
         np.testing.assert_array_equal(array, reference[name], err_msg=name)
 
 
-def _assert_cache_sound(cache):
+def _assert_cache_sound(cache, n_layers=1):
     folder = cache / "features"
-    (cached,) = folder.glob("*.npz")
-    FeatureSet.load(cached)
+    cached = list(folder.glob("*.npz"))
+    assert len(cached) == n_layers
+    for path in cached:
+        FeatureSet.load(path)
     leftovers = [p.name for p in folder.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # no checkpoint or half-written file survives a finished run
 
 
 @pytest.mark.slow  # a dozen process starts
-def test_sigkill_at_random_moments_then_rerun_gives_identical_features(tmp_path, job):
+@pytest.mark.parametrize("layers", ["means", "means,maxes,flat"], ids=["one", "three"])
+def test_sigkill_at_random_moments_then_rerun_gives_identical_features(tmp_path, job, layers):
     started = time.perf_counter()
-    _finish(job(tmp_path / "clean-cache", tmp_path / "clean"))
+    _finish(job(tmp_path / "clean-cache", tmp_path / "clean", layers))
     duration = time.perf_counter() - started
     # One chain of kills: each rerun resumes what the killed runs before it left (a
-    # checkpoint, perhaps a half-written file) and is itself killed, the last finishes.
+    # checkpoint, perhaps a half-written file, some layers stored) and is itself killed,
+    # the last finishes.
     cache, out = tmp_path / "cache", tmp_path / "out"
     for moment in np.random.default_rng(2016).uniform(0.2, 1.0, 5) * duration:
-        process = job(cache, out)
+        process = job(cache, out, layers)
         time.sleep(moment)
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=120)
-    _finish(job(cache, out))
+    _finish(job(cache, out, layers))
     _assert_same(out, _arrays(tmp_path / "clean"))
-    _assert_cache_sound(cache)
+    _assert_cache_sound(cache, n_layers=len(layers.split(",")))
 
 
 def _wait_for_checkpoint(cache, process, timeout=60):

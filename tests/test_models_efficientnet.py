@@ -59,7 +59,7 @@ def photos(spec):
 
 @pytest.fixture(scope="session")
 def photo_outputs(session, photos):
-    names = ["pooled", "logits", "conv"]
+    names = list(efficientnet_lite.OUTPUTS)
     return dict(zip(names, session.run(names, {"input": photos})))
 
 
@@ -215,8 +215,16 @@ def test_graph_is_loadable_and_declares_layers(onnx_file, session, spec):
     assert session.get_inputs()[0].shape[0] == "batch"
     assert session.get_providers() == ["CPUExecutionProvider"]
     outputs = {o.name: o.shape for o in session.get_outputs()}
+    assert [layer.output for layer in spec.layers.values()] == list(efficientnet_lite.OUTPUTS)
     for layer in spec.layers.values():
         assert outputs[layer.output] == ["batch", *layer.shape]
+
+
+def test_one_run_of_every_output_equals_one_run_per_output_bit_for_bit(session, photos,
+                                                                       photo_outputs):
+    for name, together in photo_outputs.items():
+        (alone,) = session.run([name], {"input": photos})
+        np.testing.assert_array_equal(alone, together, err_msg=name)
 
 
 @pytest.mark.parametrize("index, expected", [(0, {ESPRESSO}), (1, set(CATS)), (2, {PALACE})],
@@ -268,6 +276,7 @@ def _reference_forward(state, image):
         return np.minimum(np.maximum(x, 0), 6)
 
     x = relu6(bn(_conv_same(image, state["_conv_stem.weight"], 2, False), "_bn0"))
+    blocks = {}
     for i in range(16):
         p, inp = f"_blocks.{i}.", x
         if p + "_expand_conv.weight" in state:
@@ -278,17 +287,23 @@ def _reference_forward(state, image):
         x = bn(_conv_same(x, state[p + "_project_conv.weight"], 1, False), p + "_bn2")
         if x.shape == inp.shape:
             x = x + inp
+        blocks[f"block{i}_pooled"] = x.mean(axis=(1, 2))
     conv = relu6(bn(_conv_same(x, state["_conv_head.weight"], 1, False), "_bn1"))
     pooled = conv.mean(axis=(1, 2))
-    return conv.reshape(-1), pooled, state["_fc.weight"] @ pooled + state["_fc.bias"]
+    return {"conv": conv.reshape(-1), "pooled": pooled,
+            "logits": state["_fc.weight"] @ pooled + state["_fc.bias"], **blocks}
 
 
 def test_graph_matches_unfolded_numpy_reference(state, photos, photo_outputs):
     state64 = {k: v.astype(np.float64) for k, v in state.items()}
-    conv, pooled, logits = _reference_forward(state64, photos[1].astype(np.float64))
-    np.testing.assert_allclose(photo_outputs["conv"][1], conv, atol=2e-4)
-    np.testing.assert_allclose(photo_outputs["pooled"][1], pooled, atol=2e-5)
-    np.testing.assert_allclose(photo_outputs["logits"][1], logits, atol=2e-4)
+    reference = _reference_forward(state64, photos[1].astype(np.float64))
+    np.testing.assert_allclose(photo_outputs["conv"][1], reference["conv"], atol=2e-4)
+    np.testing.assert_allclose(photo_outputs["pooled"][1], reference["pooled"], atol=2e-5)
+    np.testing.assert_allclose(photo_outputs["logits"][1], reference["logits"], atol=2e-4)
+    for index, channels in zip(efficientnet_lite.POOLED_BLOCKS, (80, 112, 192, 320)):
+        name = f"block{index}_pooled"
+        assert photo_outputs[name].shape == (3, channels)
+        np.testing.assert_allclose(photo_outputs[name][1], reference[name], atol=2e-4)
 
 
 def test_build_is_deterministic(state, onnx_file, tmp_path):
@@ -375,7 +390,9 @@ def test_registry_lookup_and_errors(spec):
     assert resolve_layer(spec, "conv").n_features == 62720
     with pytest.raises(ValueError, match="available: .*efficientnet-lite0"):
         get_model("resnet-9000")
-    with pytest.raises(ValueError, match="available: pooled, logits, conv"):
+    with pytest.raises(ValueError, match="available: block7_pooled, block10_pooled, "
+                                         "block14_pooled, block15_pooled, conv, pooled, "
+                                         "logits"):
         resolve_layer(spec, "fc7")
 
 

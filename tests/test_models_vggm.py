@@ -435,6 +435,18 @@ def test_cli_extracts_vggm_features_with_the_authors_preprocessing(tiny, tmp_pat
     assert features["train_x"].shape == (4, 10) and features["test_x"].shape == (4, 10)
     metadata = str(features["metadata"])
     assert '"model": "vgg-m"' in metadata and '"policy": "resize"' in metadata
+    # Every layer in one pass (not read from the cache): L8 as extracted alone, bit for bit.
+    every = tmp_path / "every"
+    assert main(["extract", "--vggm-mat", str(path), "--layer", "all", "--dataset", "folder",
+                 "--root", str(tmp_path / "images"), "--out", str(every), "--no-cache",
+                 "--quiet"]) == 0
+    assert sorted(p.name for p in every.iterdir()) == sorted(
+        f"features-L{i}.npz" for i in range(1, 13))
+    alone = np.load(every / "features-L8.npz")
+    for name in ("train_x", "train_y", "test_x", "test_y"):
+        np.testing.assert_array_equal(alone[name], features[name], err_msg=name)
+    assert np.load(every / "features-L1.npz")["train_x"].shape[1] == np.prod(
+        vggm_spec(path).layers["L1"].shape)
 
 
 def test_models_command_lists_vgg_m_and_how_to_enable_it(tiny, monkeypatch, capsys):

@@ -1,4 +1,4 @@
-"""``dnnstress extract``: images -> network layer -> a features file."""
+"""``dnnstress extract``: images -> network layers -> a features file per layer."""
 
 from __future__ import annotations
 
@@ -7,30 +7,35 @@ import argparse
 from dnnstress.commands._common import (add_out_argument, add_quiet_argument,
                                         add_threads_argument, human_output, output_folder,
                                         show_progress)
-from dnnstress.extract import ExtractionOptions, default_policy, extract_features
-from dnnstress.models import get_model, register
+from dnnstress.extract import ExtractionOptions, default_policy, extract_layers, layer_file_name
+from dnnstress.models import ALL_LAYERS, get_model, register, resolve_layers
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
-        "extract", help="extract a network layer's features of a data set into a .npz file",
+        "extract", help="extract network layers' features of a data set into .npz files",
         description="Run a network over the train and test splits of a data set and write "
                     "the chosen layer's activations as a features file (cached: a second "
-                    "run with the same settings does not extract again).")
+                    "run with the same settings does not extract again). Several layers "
+                    "(--layer A,B or --layer all) come from one run of the network and "
+                    "give one file per layer, features-LAYER.npz.")
     add_extraction_arguments(parser)
-    add_out_argument(parser, what="the features file (features.npz)")
+    add_out_argument(parser, what="the features file (features.npz; with several layers "
+                                  "features-LAYER.npz each)")
     parser.set_defaults(func=run)
     return parser
 
 
 def add_extraction_arguments(parser, dataset_default="fashion-mnist"):
-    """Options shared by ``extract`` and ``demo``."""
+    """The options that say what to extract and how."""
     parser.add_argument("--model", default=None,
                         help="registered network (see `dnnstress models`; default "
                              "efficientnet-lite0), 'vgg-m' with --vggm-mat, or an .onnx file")
-    parser.add_argument("--layer", default=None,
-                        help="feature layer (default: the model's); for an .onnx file, a "
-                             "tensor name (see `dnnstress models --onnx FILE`)")
+    parser.add_argument("--layer", default=None, metavar="LAYER[,LAYER...]",
+                        help="feature layer (default: the model's), several separated by "
+                             f"commas, or '{ALL_LAYERS}' for every layer `dnnstress models` "
+                             "lists (memory: one batch of each at a time); for an .onnx "
+                             "file, tensor names (see `dnnstress models --onnx FILE`)")
     parser.add_argument("--vggm-mat", metavar="FILE",
                         help="MatConvNet imagenet-vgg-m.mat: converted to ONNX as 'vgg-m', "
                              "layers L1..L21 as in the paper (L19 by default)")
@@ -70,11 +75,12 @@ def resolve_model(args):
         return register(vggm_spec(args.vggm_mat), replace=True)
     if args.model and args.model.endswith(".onnx"):
         from dnnstress.models.onnx_layers import onnx_file_spec
-        if not args.layer:
-            raise ValueError("--layer TENSOR is needed with an .onnx file "
+        if not args.layer or args.layer.strip() == ALL_LAYERS:
+            raise ValueError("--layer TENSOR[,TENSOR...] is needed with an .onnx file "
                              f"(list them with `dnnstress models --onnx {args.model}`)")
-        return register(onnx_file_spec(args.model, [args.layer], mean=args.mean,
-                                       std=args.std), replace=True)
+        tensors = [name.strip() for name in args.layer.split(",")]
+        return register(onnx_file_spec(args.model, tensors, mean=args.mean, std=args.std),
+                        replace=True)
     return get_model(args.model) if args.model else get_model()
 
 
@@ -88,15 +94,22 @@ def options_from(args, model) -> ExtractionOptions:
 def run(args) -> int:
     out = output_folder(args.out)
     model = resolve_model(args)
-    features = extract_features(model, args.layer, args.dataset, args.root,
-                                train_size=args.train_size, test_size=args.test_size,
-                                seed=args.seed, options=options_from(args, model),
-                                use_cache=not args.no_cache)
-    path = features.save(out / "features.npz")
+    layers = [layer.name for layer in resolve_layers(model, args.layer)]
+    files = ({layers[0]: "features.npz"} if len(layers) == 1 else
+             {layer: layer_file_name(layer) for layer in layers})
+    if len(set(files.values())) < len(files):
+        raise ValueError(f"layers {', '.join(layers)} do not all have file names of their "
+                         f"own ({', '.join(files.values())}); extract them separately")
+    sets = extract_layers(model, layers, args.dataset, args.root,
+                          train_size=args.train_size, test_size=args.test_size,
+                          seed=args.seed, options=options_from(args, model),
+                          use_cache=not args.no_cache)
     with human_output(args):
-        print(f"wrote {path}: {features.train_x.shape[0]} train + "
-              f"{features.test_x.shape[0]} test vectors of {features.n_features} dims "
-              f"({features.metadata['model']}, layer {features.metadata['layer']})")
+        for layer, features in sets.items():
+            path = features.save(out / files[layer])
+            print(f"wrote {path}: {features.train_x.shape[0]} train + "
+                  f"{features.test_x.shape[0]} test vectors of {features.n_features} dims "
+                  f"({features.metadata['model']}, layer {layer})")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dnnstress.models import DEFAULT_MODEL, available_models, get_model, register
+from dnnstress.models import ALL_LAYERS, DEFAULT_MODEL, available_models, get_model, register
 
 
 def add_parser(subparsers):
@@ -32,13 +32,17 @@ def run(args) -> int:
         spec = get_model(name)
         marker = " (default)" if name == DEFAULT_MODEL else ""
         print(f"{name}{marker}: {spec.description}")
+        width = max(10, *(len(name) for name in spec.layers))
         for layer in spec.layers.values():
             default = " *" if layer.name == spec.default_layer else ""
-            print(f"  {layer.name:<10} {layer.n_features:>7} dims  {layer.description}{default}")
+            print(f"  {layer.name:<{width}} {layer.n_features:>7} dims  "
+                  f"{layer.description}{default}")
     if "vgg-m" not in available_models():
         from dnnstress.models.vggm import MATCONVNET_MODELS_PAGE, VGGM_URL
         print(f"vgg-m (not enabled): the paper's VGG-M, layers L1..L21 (L19, 4096 dims, by "
               f"default). Download {VGGM_URL} (from {MATCONVNET_MODELS_PAGE}) and pass "
               "--vggm-mat PATH to `dnnstress extract` (or to `dnnstress models` to list "
               "its layers)")
+    print(f"(* the default layer; `dnnstress extract --layer A,B` or `--layer {ALL_LAYERS}` "
+          "extracts several layers in one pass, a features file each)")
     return 0

@@ -6,8 +6,8 @@
 (1280,)
 """
 
-from .registry import (DEFAULT_MODEL, Layer, ModelSpec, available_models, get_model,
-                       register, resolve_layer)
+from .registry import (ALL_LAYERS, DEFAULT_MODEL, Layer, ModelSpec, available_models,
+                       get_model, register, resolve_layer, resolve_layers)
 
-__all__ = ["DEFAULT_MODEL", "Layer", "ModelSpec", "available_models", "get_model",
-           "register", "resolve_layer"]
+__all__ = ["ALL_LAYERS", "DEFAULT_MODEL", "Layer", "ModelSpec", "available_models",
+           "get_model", "register", "resolve_layer", "resolve_layers"]

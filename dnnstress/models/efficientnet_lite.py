@@ -7,13 +7,19 @@ ReLU6, no squeeze-excitation, BatchNorm with eps 1e-3 (folded here into the conv
 TensorFlow "SAME" padding, residual adds where shape allows, then global average pooling
 and a 1000-way classifier.
 
-The graph exposes three outputs, each ``(batch, d)`` float32, so one session serves every
-feature layer (onnxruntime computes only the outputs asked for):
+The graph exposes these outputs, each ``(batch, d)`` float32, so one session serves every
+feature layer, and one run of it any set of them (onnxruntime computes only the outputs
+asked for):
 
-- ``pooled``: 1280-d globally average-pooled features (the usual "deep feature"),
-- ``logits``: the 1000 ImageNet class scores,
+- ``block7_pooled``, ``block10_pooled``, ``block14_pooled``, ``block15_pooled``: the
+  outputs of the last block of each of the last four stages (80 x 14 x 14, 112 x 14 x 14,
+  192 x 7 x 7, 320 x 7 x 7), globally average-pooled to 80, 112, 192 and 320 dims: the
+  features of shallower layers, for score-versus-layer curves such as the authors'
+  VGG-M layers 15 to 21,
 - ``conv``: the last 1280 x 7 x 7 convolutional map (after head BN + ReLU6), flattened in
-  channel-major order to 62,720 dims, a "large feature" like the paper's GoogLeNet layer 151.
+  channel-major order to 62,720 dims, a "large feature" like the paper's GoogLeNet layer 151,
+- ``pooled``: 1280-d globally average-pooled features (the usual "deep feature"),
+- ``logits``: the 1000 ImageNet class scores.
 """
 
 from __future__ import annotations
@@ -30,14 +36,17 @@ from onnx import TensorProto, helper, numpy_helper
 from ._legacy_torch import load_legacy_state_dict
 from .cache import sha256_file
 
-__all__ = ["INPUT_NAME", "INPUT_SIZE", "OUTPUTS", "WEIGHTS_SHA256",
+__all__ = ["INPUT_NAME", "INPUT_SIZE", "OUTPUTS", "POOLED_BLOCKS", "WEIGHTS_SHA256",
            "build_efficientnet_lite0", "load_weights", "make_model", "weights_path"]
 
 #: sha256 of ``efficientnet-lite0-57934424.pth`` as shipped by the package (version 0.1.0).
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 INPUT_NAME = "input"
 INPUT_SIZE = 224
-OUTPUTS = ("pooled", "logits", "conv")
+#: Blocks whose output is also a graph output, average-pooled: the last of stages 4 to 7.
+POOLED_BLOCKS = (7, 10, 14, 15)
+#: The graph outputs, shallow to deep.
+OUTPUTS = (*(f"block{index}_pooled" for index in POOLED_BLOCKS), "conv", "pooled", "logits")
 OPSET = 17
 #: IR version 8 is the one opset 17 was released with; onnx >= 1.23 would otherwise write
 #: IR 14, which onnxruntime releases refuse.
@@ -186,13 +195,14 @@ def make_model(state: Mapping, input_size: int = INPUT_SIZE) -> onnx.ModelProto:
     Returns
     -------
     onnx.ModelProto
-        Input ``input`` (batch, 3, input_size, input_size) float32; outputs ``pooled``,
-        ``logits`` and ``conv`` (flattened), each (batch, d) float32.
+        Input ``input`` (batch, 3, input_size, input_size) float32; outputs
+        :data:`OUTPUTS` (``conv`` flattened, the blocks' pooled), each (batch, d) float32.
     """
     _check_shapes(state)
     graph = _GraphBuilder(state, input_size)
     x = graph.relu6(graph.conv_bn(INPUT_NAME, "_conv_stem", "_bn0", stride=2))
     channels = STEM_CHANNELS
+    dims = {}
     for index, _kernel, stride, expansion, out in _block_plan():
         prefix, shortcut = f"_blocks.{index}.", x
         if expansion != 1:
@@ -202,6 +212,11 @@ def make_model(state: Mapping, input_size: int = INPUT_SIZE) -> onnx.ModelProto:
         x = graph.conv_bn(x, prefix + "_project_conv", prefix + "_bn2")  # linear bottleneck
         if stride == 1 and channels == out:
             x = graph.op("Add", [x, shortcut], prefix + "add")
+        if index in POOLED_BLOCKS:
+            name = f"block{index}_pooled"
+            graph.op("Flatten", [graph.op("GlobalAveragePool", [x], prefix + "avg_pooling")],
+                     name, axis=1)
+            dims[name] = out
         channels = out
     head = graph.relu6(graph.conv_bn(x, "_conv_head", "_bn1"))
     graph.op("Flatten", [head], "conv", axis=1)
@@ -210,8 +225,8 @@ def make_model(state: Mapping, input_size: int = INPUT_SIZE) -> onnx.ModelProto:
     graph.op("Gemm", ["pooled", graph.constant("_fc.weight", state["_fc.weight"]),
                       graph.constant("_fc.bias", state["_fc.bias"])], "logits",
              transB=1)
-    dims = {"pooled": HEAD_CHANNELS, "logits": state["_fc.bias"].shape[0],
-            "conv": HEAD_CHANNELS * graph.size * graph.size}
+    dims.update(pooled=HEAD_CHANNELS, logits=state["_fc.bias"].shape[0],
+                conv=HEAD_CHANNELS * graph.size * graph.size)
     onnx_graph = helper.make_graph(
         graph.nodes, "efficientnet_lite0",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,

