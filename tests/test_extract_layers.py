@@ -233,11 +233,10 @@ def test_resolve_layers_reads_every_form_of_request():
     (["means", 3], TypeError, "must be strings"),
 ])
 def test_bad_layer_requests_are_named_before_any_work(request_, error, message, images,
-                                                      monkeypatch):
-    runs = Runs(monkeypatch)
+                                                      cache):
     with pytest.raises(error, match=message):
         extract_layers("tiny-four", request_, "folder", images)
-    assert runs.sessions == 0
+    assert not cache.exists()  # not even the network was built
 
 
 def test_cli_all_layers_writes_one_file_per_layer(tmp_path, images, capsys):
@@ -284,3 +283,21 @@ def test_cli_several_tensors_of_an_onnx_file(tmp_path, images, capsys):
     expected = expected_layers(images / "test")
     np.testing.assert_allclose(FeatureSet.load(out / "features-pool_max.npz").test_x,
                                expected["maxes"], rtol=1e-5, atol=1e-3)
+
+
+def test_overlapping_requests_take_the_layer_locks_in_one_order(images, options,
+                                                                monkeypatch):
+    """Two processes asking for "mix,means" and "means,mix" must not each hold one lock
+    while waiting for the other's."""
+    taken = []
+    exclusive = extract._exclusive
+
+    def recording(path):
+        taken.append(path.name)
+        return exclusive(path)
+
+    monkeypatch.setattr(extract, "_exclusive", recording)
+    extract_layers("tiny-four", "mix,means,flat", "folder", images, options=options)
+    first, taken[:] = list(taken), []
+    extract_layers("tiny-four", "flat,means,mix", "folder", images, options=options)
+    assert len(first) == 3 and taken == first
