@@ -24,11 +24,20 @@ in LIBLINEAR; the reported intercept is ``s * b``.  Samples with target 0 (VOC
 "difficult") are left out of that label's loss, as the VOC devkit leaves them out of the
 evaluation.
 
-Solver (why this one): a truncated Newton method in the primal, as LIBLINEAR's primal
-solver (TRON) but vectorised over problems.  Every Hessian-vector product of every problem
-is two matrix-matrix products with the shared X, ``X @ V`` and ``X.T @ U`` with V, U of
-width L, which is what CPU BLAS and GPUs do fastest; a dual coordinate descent visits
-one sample at a time and cannot batch.  The loss is piecewise quadratic, so:
+Two methods, one objective and one stopping rule (``method``):
+
+The reference, and the GPU path, is a truncated Newton method in the primal, as
+LIBLINEAR's primal solver (TRON) but vectorised over problems.  Every Hessian-vector
+product of every problem is two matrix-matrix products with the shared X, ``X @ V`` and
+``X.T @ U`` with V, U of width L, which is what CPU BLAS and GPUs do fastest.  On the CPU
+those narrow products run at a few GB/s and a solve takes 120 - 290 passes over X, so
+numpy input is solved first by dual coordinate descent (LIBLINEAR's dual solver,
+compiled: dnnstress._svm_kernels), which needs 40 - 60 cache-friendly epochs on the
+demo's features, all labels sharing each read of a sample; it measured 1.5 - 4x faster
+than LIBLINEAR's own dual solver on every sampled configuration of the demo grid, at a
+tighter objective (bench/RESULTS.md, 2026-12-02).  Its rounds end with the primal rule's
+check below, so both methods stop at the same accuracy; problems the dual leaves
+unsolved after its epoch budget go on with Newton from its weights.  The Newton method:
 
 - the Newton system ``(I + 2C X_A' X_A) p = -g`` over the margin violators A is solved by
   conjugate gradients, stopped at a relative residual ``min(0.5, sqrt(||g|| / ||g0||))``
@@ -44,7 +53,8 @@ A problem stops when ``||grad f(w)|| <= tol * max(min(#pos, #neg), 1) / #samples
 ||grad f(0)||``, LIBLINEAR's primal rule.  Newton steps are few
 (5 to 10 from zero, fewer from a warm start) and then exact to CG accuracy.
 Arithmetic runs in the dtype of X (float32 features train in float32; float16 in
-float32), and a solve that overflows raises instead of returning weights.  The code uses
+float32; the dual kernel's check and sums over samples in float64), and a solve that
+overflows raises instead of returning weights.  The code uses
 only functions that numpy and CuPy share, so CuPy input trains on the GPU unchanged; each
 product is a 2-D GEMM per version on contiguous operands (no hidden copy), and the loops
 read device flags only every few steps (``_sync_interval``), since each read is a sync.
@@ -53,6 +63,7 @@ read device flags only every few steps (``_sync_interval``), since each read is 
 from __future__ import annotations
 
 import functools
+import itertools
 import numbers
 import warnings
 
@@ -67,6 +78,7 @@ from dnnstress.metrics import label_matrix
 __all__ = ["IgnoredLabelWarning", "LinearSVM", "SOLVERS", "fit_linear_svms", "l2_normalize"]
 
 SOLVERS = ("ours", "cuml")
+METHODS = ("auto", "newton", "dual")
 
 
 class IgnoredLabelWarning(UserWarning):
@@ -78,6 +90,12 @@ _MAX_CG_ITER = 1000
 # Safeguarded Newton steps in the line search: the derivative is piecewise linear, so a
 # handful reach the exact root; bisection guarantees progress where Newton would not.
 _MAX_LINE_SEARCH_ITER = 60
+# The dual's first round stops at LIBLINEAR's own tolerance; later rounds at less.
+_FIRST_DUAL_EPS = 0.1
+# Epochs "auto" gives the dual before Newton takes over: an epoch costs about one pass
+# over X (fewer with shrinking), a cold Newton solve 120 - 290 passes, and the demo's
+# features need 40 - 60 epochs.
+_AUTO_DUAL_EPOCHS = 150
 
 
 def l2_normalize(X):
@@ -158,7 +176,7 @@ def _row_normalizer():
 
 
 def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=1000,
-                    warm_start=None, solver="ours"):
+                    warm_start=None, solver="ours", method="auto"):
     """Train ``B * L`` L2-regularised squared-hinge linear SVMs at once.
 
     Parameters
@@ -184,7 +202,8 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
         Stop a problem when its gradient norm falls below ``tol`` times its value at 0,
         times the fraction of the minority class (LIBLINEAR's primal stopping rule).
     max_iter : int, default 1000
-        Maximum number of Newton iterations per problem.
+        Maximum number of Newton iterations per problem, and of dual coordinate-descent
+        epochs (what ``max_iter`` counts for LIBLINEAR's and LinearSVC's dual solvers).
     warm_start : tuple (W0, b0) or None
         Initial point, e.g. the solution of a neighbouring configuration (Q-2 with one
         level fewer).  ``W0`` has shape (L, d') or (B, L, d') with d' <= d (missing
@@ -198,6 +217,12 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
         warm-starts, which cuML's one-problem-per-fit API cannot (on the CPU it measured
         11-22x faster than sklearn's LinearSVC at VOC size, ``dnnstress bench svm``;
         cuML itself has not been measured yet: no GPU was available).
+    method : {"auto", "newton", "dual"}, default "auto"
+        How solver "ours" minimises (the same objective and stopping rule either way):
+        "newton", the array-API Newton-CG solver (the reference, and the GPU path);
+        "dual", dual coordinate descent compiled for the CPU (numpy input only);
+        "auto", on numpy the dual for at most ``min(max_iter, 150)`` epochs and then
+        Newton, warm-started from it, for the problems still unsolved; Newton on CuPy.
 
     Returns
     -------
@@ -206,9 +231,10 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
     b : array of shape (B, L)
         Intercepts, ``intercept_scaling`` times the bias weight.
     info : dict
-        ``n_iter`` (B, L) Newton iterations, ``converged`` (B, L) bool, ``objective``
-        (B, L) float64, as numpy arrays; ``n_hessian_products`` (int), the number of
-        batched Hessian-vector products (each costs two passes over X).
+        ``n_iter`` (B, L) Newton iterations, ``n_epochs`` (B, L) dual epochs,
+        ``converged`` (B, L) bool, ``objective`` (B, L) float64, as numpy arrays;
+        ``n_hessian_products`` (int), the number of batched Hessian-vector products
+        (each costs two passes over X).
 
     Raises
     ------
@@ -225,13 +251,15 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
     _check_positive(tol, "tol")
     max_iter = _check_max_iter(max_iter)
     check_solver(solver)
+    method = _check_method(method, xp)
     problem = _Problem(X, Y, float(C), float(intercept_scaling))
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is checked below
         if solver == "cuml":
             V, info, overflowed = _fit_cuml(problem, float(tol), max_iter)
         else:
             V = _initial_point(warm_start, X, Y.shape[1], intercept_scaling, xp)
-            V, info, overflowed = _truncated_newton(problem, V, float(tol), max_iter)
+            V, info, overflowed = _minimise(problem, V, warm_start is not None,
+                                            float(tol), max_iter, method)
     d = X.shape[2]
     if (overflowed or not np.isfinite(info["objective"]).all()
             or count_nonfinite(V.reshape(-1, 1))):
@@ -305,6 +333,124 @@ class _Problem:
         return P + 2 * self.C * self.backward(D * u), u
 
 
+def _check_method(method, xp):
+    """``method`` with "auto" resolved: "dual" (then Newton) on numpy, else "newton"."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "dual" and xp is not np:
+        raise ValueError("method 'dual' is a CPU kernel and takes numpy arrays; CuPy "
+                         "input trains with method 'newton' (or 'auto', which picks it)")
+    return method if method != "auto" or xp is np else "newton"
+
+
+def _minimise(problem, V, warm, tol, max_iter, method):
+    """The chosen method from V (``warm``: a warm start, else zero); what
+    _truncated_newton returns, with ``n_epochs`` in the info."""
+    if method == "newton":
+        V, info, overflowed = _truncated_newton(problem, V, tol, max_iter)
+        info["n_epochs"] = np.zeros_like(info["n_iter"])
+        return V, info, overflowed
+    epochs = max_iter if method == "dual" else min(max_iter, _AUTO_DUAL_EPOCHS)
+    V, info, overflowed = _dual_coordinate_descent(problem, V, warm, tol, epochs)
+    if method == "dual" or overflowed or info["converged"].all():
+        return V, info, overflowed
+    V, newton, overflowed = _truncated_newton(problem, V, tol, max_iter)
+    newton["n_epochs"] = info["n_epochs"]
+    return V, newton, overflowed
+
+
+def _dual_coordinate_descent(problem, V, warm, tol, max_epochs):
+    """Dual coordinate descent (dnnstress._svm_kernels) until the primal stopping rule
+    holds; returns what _truncated_newton does (``n_iter`` 0, ``n_epochs`` set).
+
+    The dual starts at 0 (LIBLINEAR's start) or, from a warm start w, at the dual
+    point its optimality conditions give, ``alpha_i = 2C max(0, 1 - y_i w . x_i)``
+    (exact at the solution).  LIBLINEAR stops its dual at a projected-gradient spread
+    ``eps`` = 0.1, which leaves the objective about 1e-4 to 1e-3 from optimal on ReLU
+    features; here every round of epochs ends at a spread ``eps`` and is followed by
+    the primal rule's check (its cost: about one epoch), and ``eps`` shrinks with the
+    distance left (the gradient fell about as fast as ``eps`` on the demo's features)
+    until the rule holds or ``max_epochs`` are spent.
+    """
+    from dnnstress import _svm_kernels as kernels
+
+    X, y, C, s = problem.X, problem.y, problem.C, problem.s
+    n_versions, _, d = X.shape
+    n_labels = y.shape[1]
+    threshold = to_numpy(_stopping_threshold(problem, tol)[0])[:, 0, :].astype(np.float64)
+    shape = (n_versions, n_labels)
+    if warm:
+        violations = problem.hinge(problem.forward(V))
+        alpha = np.ascontiguousarray(np.swapaxes(2 * C * violations, 1, 2), np.float64)
+    else:
+        alpha = np.zeros((n_versions, n_labels, problem.n_samples))
+    W = np.zeros((n_versions, n_labels, d + 1), dtype=X.dtype)
+    groups = kernels.label_groups(n_versions, n_labels)
+    todo = np.ones(shape, dtype=bool)
+    kernels.synchronize_weights(X, y, s, alpha, W, todo, groups)
+    gradient_norm, objective = np.empty(shape), np.empty(shape)
+    n_used = to_numpy(problem.m).sum(axis=0).astype(np.float64)
+    if warm:
+        _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, n_used)
+    else:
+        kernels.primal_check(X, y, s, C, W, todo, groups, gradient_norm, objective)
+    epochs = np.zeros(shape, dtype=np.int64)
+    eps = _first_dual_eps(threshold, n_used, C)
+    for round_number in itertools.count():
+        overflowed = ~(np.isfinite(gradient_norm) & np.isfinite(objective))
+        converged = (gradient_norm <= threshold) & ~overflowed
+        todo = ~converged & ~overflowed & (epochs < max_epochs)
+        if not todo.any():
+            break
+        if round_number:
+            eps *= np.clip(0.5 * threshold / np.where(todo, gradient_norm, 1.0), 1e-3, 0.5)
+        kernels.dual_coordinate_descent(X, y, s, C, alpha, W, todo, eps, max_epochs - epochs,
+                                        groups, epochs)
+        kernels.synchronize_weights(X, y, s, alpha, W, todo, groups)
+        kernels.primal_check(X, y, s, C, W, todo, groups, gradient_norm, objective)
+    info = {"n_iter": np.zeros(shape, dtype=np.int64), "n_epochs": epochs,
+            "converged": converged, "objective": objective, "n_hessian_products": 0}
+    return np.ascontiguousarray(np.swapaxes(W, 1, 2)), info, bool(overflowed.any())
+
+
+def _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, n_used):
+    """Make the warm dual start ``alpha`` (and its ``W``) a good one, in place, and
+    check it (``gradient_norm``, ``objective``).
+
+    ``alpha(w)`` maps w to ``w - grad f(w)``: a gradient step too long by the Hessian's
+    largest eigenvalue (thousands) unless w is optimal.  So alpha is scaled by the step
+    t that maximises the dual along it, ``t sum(alpha) - t^2 (||w||^2 / 2 + ||alpha||^2
+    / 4C)``; then a problem whose duality gap is still no smaller than at 0 (``C n``:
+    the primal at w = 0, the dual 0) starts at 0 instead (DR-1 and coarse Q-1 starts
+    measured up to 1.8x more epochs than cold ones).
+    """
+    from dnnstress import _svm_kernels as kernels
+
+    C, s = problem.C, problem.s
+    everything = np.ones(gradient_norm.shape, dtype=bool)
+    half_norm = 0.5 * np.square(W, dtype=np.float64).sum(axis=2)
+    penalty = np.square(alpha).sum(axis=2) / (4 * C)
+    curvature = 2 * (half_norm + penalty)
+    step = alpha.sum(axis=2) / np.where(curvature > 0, curvature, 1)
+    alpha *= step[:, :, None]
+    W *= step[:, :, None].astype(W.dtype)  # W is linear in alpha: no new pass over X
+    kernels.primal_check(X, y, s, C, W, everything, groups, gradient_norm, objective)
+    dual = alpha.sum(axis=2) - step * step * (half_norm + penalty)
+    cold = objective - dual >= C * n_used
+    if cold.any():
+        alpha[cold] = 0
+        W[cold] = 0
+        kernels.primal_check(X, y, s, C, W, cold, groups, gradient_norm, objective)
+
+
+def _first_dual_eps(threshold, n_used, C):
+    """The first round's projected-gradient spread: the primal gradient is
+    ``-2C sum_i y_i g_i x_i`` over the samples' dual gradients ``g_i``, which near the
+    optimum are small and of either sign, so a spread eps leaves about
+    ``2C eps sqrt(n)`` of it (measured within 2x on the demo's features)."""
+    return np.minimum(threshold / (2 * C * np.sqrt(np.maximum(n_used, 1))), _FIRST_DUAL_EPS)
+
+
 def check_solver(solver) -> str:
     """``solver`` if it is one of :data:`SOLVERS` and can run here (cuML importable for
     "cuml"), else a ValueError or a RuntimeError saying how to install it."""
@@ -375,14 +521,7 @@ def _truncated_newton(problem, V, tol, max_iter):
     xp = problem.xp
     eps = float(np.finfo(V.dtype).eps)
     z = problem.forward(V)
-    g0 = problem.gradient(xp.zeros_like(V), problem.hinge(xp.zeros_like(z)))
-    # LIBLINEAR's primal stopping rule (so tol means what it means for LinearSVC with
-    # dual=False): ||g|| <= tol * max(min(#pos, #neg), 1) / #samples * ||g(0)||.
-    n_pos = (problem.y > 0).sum(axis=0)
-    n_neg = (problem.y < 0).sum(axis=0)
-    balance = xp.maximum(xp.minimum(n_pos, n_neg), 1) / xp.maximum(n_pos + n_neg, 1)
-    g0_norm = xp.sqrt(_dot(g0, g0))
-    threshold = tol * balance.astype(V.dtype) * g0_norm
+    threshold, g0_norm = _stopping_threshold(problem, tol)
     n_iter = xp.zeros(g0_norm.shape, dtype=xp.int64)
     stalled = xp.zeros(g0_norm.shape, dtype=bool)
     overflowed = ~xp.isfinite(threshold)
@@ -417,6 +556,22 @@ def _truncated_newton(problem, V, tol, max_iter):
         "n_hessian_products": n_products,
     }
     return V, info, bool(to_numpy(overflowed).any())
+
+
+def _stopping_threshold(problem, tol):
+    """LIBLINEAR's primal stopping rule, so that tol means what it means for LinearSVC
+    with dual=False: ``||g|| <= tol * max(min(#pos, #neg), 1) / #samples * ||g(0)||``.
+    Returns the threshold and ``||g(0)||``, shape (B, 1, L) each."""
+    xp = problem.xp
+    B, n, d = problem.X.shape
+    zero = xp.zeros((B, d + 1, problem.y.shape[1]), dtype=problem.X.dtype)
+    g0 = problem.gradient(zero, problem.hinge(xp.zeros((B, n, problem.y.shape[1]),
+                                                       dtype=zero.dtype)))
+    n_pos = (problem.y > 0).sum(axis=0)
+    n_neg = (problem.y < 0).sum(axis=0)
+    balance = xp.maximum(xp.minimum(n_pos, n_neg), 1) / xp.maximum(n_pos + n_neg, 1)
+    g0_norm = xp.sqrt(_dot(g0, g0))
+    return tol * balance.astype(zero.dtype) * g0_norm, g0_norm
 
 
 def _conjugate_gradient(problem, D, g, todo, threshold):
@@ -608,7 +763,7 @@ class LinearSVM(BaseEstimator):
     multilabel_ : bool
         True when fitted on a 2-D {1, -1, 0} target matrix.
     n_iter_ : int
-        Newton iterations of the slowest label.
+        Iterations of the slowest label: Newton iterations plus dual epochs.
     n_features_in_ : int
 
     Notes
@@ -636,7 +791,7 @@ class LinearSVM(BaseEstimator):
                           f"{int((~info['converged']).sum())} label(s); increase max_iter "
                           "or tol", ConvergenceWarning, stacklevel=2)
         self.coef_, self.intercept_ = W[0], b[0]
-        self.n_iter_ = int(info["n_iter"].max())
+        self.n_iter_ = int((info["n_iter"] + info["n_epochs"]).max())
         self.n_features_in_ = X.shape[1]
         return self
 

@@ -1,7 +1,10 @@
 """LinearSVM and the batched solver against scikit-learn's LinearSVC (LIBLINEAR)."""
 
+import functools
+
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from dnnstress._array import to_numpy
@@ -55,10 +58,11 @@ def data_sets():
     return sets
 
 
+@pytest.mark.parametrize("method", classify.METHODS)
 @pytest.mark.parametrize("name, X, Y, X_test", data_sets(), ids=lambda v: v if isinstance(
     v, str) else "")
-def test_matches_liblinear_objective_and_predictions(name, X, Y, X_test):
-    W, b, info = fit_linear_svms(X[None], Y)
+def test_matches_liblinear_objective_and_predictions(name, X, Y, X_test, method):
+    W, b, info = fit_linear_svms(X[None], Y, method=method)
     assert info["converged"].all()
     for label in range(Y.shape[1]):
         w_ref, b_ref = liblinear(X, Y[:, label])
@@ -128,20 +132,34 @@ def test_batch_equals_one_by_one_and_zero_padding_is_inert():
     np.testing.assert_array_equal(W[1, :, 25:], 0.0)
 
 
-def test_warm_start_reaches_the_same_solution():
+@pytest.mark.parametrize("method, steps", [("newton", "n_iter"), ("dual", "n_epochs")])
+def test_warm_start_reaches_the_same_solution(method, steps):
     rng = np.random.default_rng(5)
     X, Y = relu_features(rng, 300, 40, 3, signal=0.8)
-    neighbour = l2_normalize(np.round(X * 8) / 8)  # a Q-style neighbouring configuration
-    W_cold, b_cold, cold = fit_linear_svms(X[None], Y, tol=1e-8)
-    W_near, b_near, _ = fit_linear_svms(neighbour[None], Y, tol=1e-4)
-    W_warm, b_warm, warm = fit_linear_svms(X[None], Y, tol=1e-8,
-                                           warm_start=(W_near[0], b_near[0]))
+    neighbour = l2_normalize(np.round(X * 64) / 64)  # a Q-style neighbouring configuration
+    fit = functools.partial(fit_linear_svms, method=method)
+    W_cold, b_cold, cold = fit(X[None], Y, tol=1e-8)
+    W_near, b_near, _ = fit(neighbour[None], Y, tol=1e-4)
+    W_warm, b_warm, warm = fit(X[None], Y, tol=1e-8, warm_start=(W_near[0], b_near[0]))
     np.testing.assert_allclose(W_warm, W_cold, atol=1e-6)
     np.testing.assert_allclose(b_warm, b_cold, atol=1e-6)
-    assert warm["n_iter"].sum() <= cold["n_iter"].sum()
+    assert 0 < warm[steps].sum() < cold[steps].sum()
     # Started at its own solution, nothing is left to do.
-    _, _, again = fit_linear_svms(X[None], Y, tol=1e-4, warm_start=(W_cold[0], b_cold[0]))
-    assert again["n_iter"].sum() == 0 and again["n_hessian_products"] == 0
+    _, _, again = fit(X[None], Y, tol=1e-4, warm_start=(W_cold[0], b_cold[0]))
+    assert again["n_iter"].sum() == again["n_epochs"].sum() == 0
+    assert again["n_hessian_products"] == 0
+
+
+def test_a_dual_warm_start_worse_than_zero_is_not_used():
+    """A warm start whose (scaled) dual point leaves a larger duality gap than 0 gives
+    way to the cold start: the same epochs and the same weights, bit for bit."""
+    X, Y = relu_features(np.random.default_rng(23), 300, 40, 3, signal=0.8)
+    W, b, cold = fit_linear_svms(X[None], Y, method="dual")
+    far = (-50 * W[0], 50 * b[0])  # the solution turned around: far worse than 0
+    W_far, b_far, info = fit_linear_svms(X[None], Y, method="dual", warm_start=far)
+    np.testing.assert_array_equal(info["n_epochs"], cold["n_epochs"])
+    np.testing.assert_array_equal(W_far, W)
+    np.testing.assert_array_equal(b_far, b)
 
 
 def test_narrow_warm_start_is_zero_padded():
@@ -152,12 +170,13 @@ def test_narrow_warm_start_is_zero_padded():
     np.testing.assert_allclose(W, W_ref, atol=1e-6)
 
 
-def test_degenerate_problems_are_solved_not_nan():
+@pytest.mark.parametrize("method", ["newton", "dual"])
+def test_degenerate_problems_are_solved_not_nan(method):
     n = 50
     Y = np.stack([np.repeat([1, -1], 25), np.zeros(n), -np.ones(n)], axis=1).astype(np.int8)
     X = np.zeros((1, n, 5))  # all-zero features (the paper's h = 1 case): only the bias
     with pytest.warns(IgnoredLabelWarning, match=r"column\(s\) \[1\]"):
-        W, b, info = fit_linear_svms(X, Y)
+        W, b, info = fit_linear_svms(X, Y, tol=1e-10, method=method)
     assert info["converged"].all()
     np.testing.assert_array_equal(W, 0.0)
     # Balanced labels: bias 0; all ignored: nothing to fit; all negative: b minimises
@@ -291,7 +310,7 @@ def test_products_are_2d_gemms_on_contiguous_operands(spy):
             assert operand.flags.c_contiguous or operand.flags.f_contiguous
         assert out is not None and out.flags.c_contiguous  # cuBLAS writes it in place
     # The device branch (sparser host checks, extra masked steps) finds the same result.
-    W_np, b_np, info_np = fit_linear_svms(batch, Y)
+    W_np, b_np, info_np = fit_linear_svms(batch, Y, method="newton")
     np.testing.assert_array_equal(W, W_np)
     np.testing.assert_array_equal(b, b_np)
     np.testing.assert_array_equal(info["n_iter"], info_np["n_iter"])
@@ -321,10 +340,14 @@ def test_float16_trains_in_float32_and_matches_its_float32_copy():
     np.testing.assert_allclose(normalized, l2_normalize(X16.astype(np.float32)), rtol=1e-6)
 
 
-def test_an_overflowed_solve_is_refused():
-    X = np.full((1, 4, 2), 3e38, dtype=np.float32)  # products overflow float32
+@pytest.mark.parametrize("method, X", [
+    ("newton", np.full((1, 4, 2), 3e38, dtype=np.float32)),  # products overflow float32
+    # The dual kernel sums float32 in float64 (and solves the case above); float64's
+    # own range overflows in the gradient at 0.
+    ("dual", np.full((1, 4, 2), 1e308)), ("auto", np.full((1, 4, 2), 1e308))])
+def test_an_overflowed_solve_is_refused(method, X):
     with pytest.raises(ValueError, match="overflowed"):
-        fit_linear_svms(X, np.array([[1], [1], [1], [-1]]))
+        fit_linear_svms(X, np.array([[1], [1], [1], [-1]]), method=method)
 
 
 def test_bool_label_matrix_means_present_or_absent():
@@ -453,3 +476,85 @@ def test_sweep_command_takes_batch_and_solver(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(command + ["--out", str(tmp_path / "bad"), "--batch", "0"])
     assert "--batch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-9), (np.float32, 1e-5)])
+def test_dual_and_newton_reach_the_same_solution(dtype, tol):
+    """Two methods, one objective and one stopping rule: the same weights, batched and
+    zero-padded too, and the dual's reported objective is that of its weights."""
+    rng = np.random.default_rng(17)
+    X, Y = relu_features(rng, 400, 50, 4, signal=0.8)
+    Y[rng.random(Y.shape) < 0.05] = 0
+    narrow = np.concatenate([l2_normalize(X[:, :30]), np.zeros((400, 20))], axis=1)
+    batch = np.stack([X, narrow]).astype(dtype)
+    W_dual, b_dual, dual = fit_linear_svms(batch, Y, tol=tol, method="dual")
+    W_newton, b_newton, newton = fit_linear_svms(batch, Y, tol=tol, method="newton")
+    assert dual["converged"].all() and newton["converged"].all()
+    assert dual["n_hessian_products"] == 0 and dual["n_epochs"].min() > 0
+    atol = 1e-6 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(W_dual, W_newton, atol=atol)
+    np.testing.assert_allclose(b_dual, b_newton, atol=atol)
+    np.testing.assert_array_equal(W_dual[1, :, 30:], 0.0)
+    np.testing.assert_allclose(dual["objective"], newton["objective"], rtol=10 * tol)
+    for k in range(2):
+        for label in range(4):
+            written_out = objective(W_dual[k, label].astype(np.float64), float(b_dual[k, label]),
+                                    batch[k], Y[:, label])
+            np.testing.assert_allclose(dual["objective"][k, label], written_out, rtol=1e-10)
+
+
+def test_dual_results_do_not_depend_on_the_label_groups(monkeypatch):
+    """Labels solved together share the sample order, not results: one group, or one
+    group per label, gives bit-identical weights (and so does any thread count)."""
+    X, Y = relu_features(np.random.default_rng(18), 200, 20, 5, signal=0.8)
+    from dnnstress import _svm_kernels
+    results = []
+    for n_groups in (1, 2, 5):
+        monkeypatch.setattr(_svm_kernels, "label_groups", lambda B, L, g=n_groups: np.linspace(
+            0, L, g + 1).round().astype(np.int64))
+        results.append(fit_linear_svms(X[None], Y, method="dual"))
+    for W, b, info in results[1:]:
+        np.testing.assert_array_equal(W, results[0][0])
+        np.testing.assert_array_equal(b, results[0][1])
+        np.testing.assert_array_equal(info["n_epochs"], results[0][2]["n_epochs"])
+
+
+def test_auto_hands_unsolved_problems_to_newton(monkeypatch):
+    """"auto" gives the dual a budget of epochs (here 2); Newton finishes from there,
+    to the same solution as Newton alone, in fewer iterations."""
+    X, Y = relu_features(np.random.default_rng(19), 300, 30, 3, signal=0.8)
+    W_ref, b_ref, ref = fit_linear_svms(X[None], Y, tol=1e-8, method="newton")
+    _, _, alone = fit_linear_svms(X[None], Y, tol=1e-8)  # the dual alone solves it
+    assert alone["n_iter"].sum() == 0 and alone["converged"].all()
+    assert alone["n_epochs"].min() > 2
+    monkeypatch.setattr(classify, "_AUTO_DUAL_EPOCHS", 2)
+    W, b, info = fit_linear_svms(X[None], Y, tol=1e-8)
+    np.testing.assert_array_equal(info["n_epochs"], 2)
+    assert info["converged"].all() and ref["converged"].all()
+    assert 0 < info["n_hessian_products"] < ref["n_hessian_products"]
+    np.testing.assert_allclose(W, W_ref, atol=1e-6)
+    np.testing.assert_allclose(b, b_ref, atol=1e-6)
+
+
+def test_dual_out_of_epochs_reports_not_converged():
+    X, Y = relu_features(np.random.default_rng(20), 200, 20, 2, signal=0.8)
+    _, _, info = fit_linear_svms(X[None], Y, tol=1e-10, max_iter=1, method="dual")
+    assert not info["converged"].any() and (info["n_epochs"] == 1).all()
+    with pytest.warns(ConvergenceWarning):
+        LinearSVM(tol=1e-10, max_iter=1).fit(X, Y)
+
+
+def test_bad_method_is_refused():
+    X, Y = relu_features(np.random.default_rng(21), 20, 5, 1, signal=1.0)
+    with pytest.raises(ValueError, match=r"method must be one of \('auto', 'newton', 'dual'\)"):
+        fit_linear_svms(X[None], Y, method="primal")
+
+
+@pytest.mark.gpu
+def test_cupy_auto_is_newton_and_dual_is_refused(cupy):
+    X, Y = relu_features(np.random.default_rng(22), 100, 10, 2, signal=1.0)
+    X_gpu, Y_gpu = cupy.asarray(X[None]), cupy.asarray(Y)
+    _, _, info = fit_linear_svms(X_gpu, Y_gpu)
+    assert info["n_hessian_products"] > 0 and info["n_epochs"].sum() == 0
+    with pytest.raises(ValueError, match="numpy arrays"):
+        fit_linear_svms(X_gpu, Y_gpu, method="dual")

@@ -1,0 +1,226 @@
+"""Compiled CPU kernels of the linear SVM's dual coordinate descent (numba).
+
+The problem is LIBLINEAR's L2-loss SVC (solver 1) with its bias as a weight on a
+constant feature ``s``; its dual is ``min_a 0.5 a'(Q + I / 2C) a - sum(a)``, ``a >= 0``,
+``Q_ij = y_i y_j x_i . x_j`` over the samples a label uses, and ``w = sum_i a_i y_i x_i``
+(Hsieh, Chang, Lin, Keerthi & Sundararajan, ICML 2008).  One coordinate step reads one
+sample, a dot product and an axpy with ``w``, so it is a loop a compiler must run, not
+an array operation: these kernels are the numpy path of
+:func:`dnnstress.classify.fit_linear_svms`, whose array-API Newton solver stays the
+reference and the GPU path.
+
+Why faster than LIBLINEAR itself on dense features: rows are read as contiguous float32
+(LIBLINEAR walks float64 (index, value) pairs, 16 bytes a value even where it is not
+zero), the dot and the axpy vectorise, and the problems (labels x versions) run in
+parallel over the cores where LIBLINEAR solves labels one after another.
+
+Layout: ``X`` (B, n, d) versions of the training set; ``Y`` (n, L) targets in {1, -1, 0}
+(0: left out of that label); ``alpha`` (B, L, n) float64 dual variables; ``W`` (B, L,
+d + 1) weights in the dtype of ``X``, the bias weight last.  A problem is a pair (version,
+label) and only those with ``todo`` set are touched.  Every problem draws its own sample
+order from a generator seeded by its index, so results do not depend on the number of
+threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# Contracting into FMAs and reassociating the dot products' sums is what lets LLVM
+# vectorise them; the inputs were checked finite before any kernel runs.
+_JIT = dict(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
+_MULTIPLIER = np.uint64(2685821657736338717)
+
+
+def label_groups(n_versions, n_labels):
+    """Label boundaries (G + 1,) of the groups solved together: enough groups for every
+    thread to have a task, but no smaller than needed, since a group reads X once for
+    all its labels.  Results do not depend on it."""
+    tasks_per_version = -(-numba.get_num_threads() // n_versions)
+    n_groups = max(1, min(n_labels, tasks_per_version))
+    return np.linspace(0, n_labels, n_groups + 1).round().astype(np.int64)
+
+
+@numba.njit(inline="always")
+def _task(task, groups):
+    """The version, first label and number of labels of task ``task`` (tasks run over
+    the versions, and within a version over the label groups)."""
+    n_groups = groups.shape[0] - 1
+    group = task % n_groups
+    return task // n_groups, groups[group], groups[group + 1] - groups[group]
+
+
+@numba.njit(inline="always")
+def _random_below(state, bound):
+    """A pseudo-random integer in [0, bound) from xorshift64* (``state``: 1 uint64)."""
+    x = state[0]
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    state[0] = x
+    return np.int64((x * _MULTIPLIER) % np.uint64(bound))
+
+
+@numba.njit(**_JIT)
+def dual_coordinate_descent(X, Y, s, C, alpha, W, todo, eps, budget, groups, epochs):
+    """Coordinate-descent epochs on every problem with ``todo``, LIBLINEAR's
+    ``solve_l2r_l1l2_svc`` with shrinking, in place on ``alpha`` and ``W``.
+
+    A problem stops once the spread of its projected gradient over one epoch on ALL of
+    its samples is at most ``eps[k, l]`` (LIBLINEAR's dual rule; shrunk samples are
+    brought back and checked before stopping), or after ``budget[k, l]`` epochs of this
+    call; ``epochs[k, l]`` is increased by the epochs it ran.
+
+    The labels ``groups[g] .. groups[g + 1] - 1`` of a version are solved together, one
+    task per (version, group): each sample's row is read once per epoch for all of them
+    (their weights stay in the L1/L2 cache), where a label at a time streams the whole
+    of X from memory every epoch.  Every label of a version visits the samples in the
+    same order, drawn from the version's generator afresh each call, so a label's
+    result does not depend on the grouping (nor on the number of threads).
+    """
+    n_versions, n, d = X.shape
+    n_groups = groups.shape[0] - 1
+    diagonal = 0.5 / C  # the L2 loss's term of the dual Hessian's diagonal
+    squares = np.empty((n_versions, n))
+    for k in numba.prange(n_versions):
+        for i in range(n):
+            total = 0.0
+            for j in range(d):
+                total += np.float64(X[k, i, j]) * X[k, i, j]
+            squares[k, i] = total + s * s + diagonal
+    for task in numba.prange(n_versions * n_groups):
+        k, first, width = _task(task, groups)
+        x, w, a = X[k], W[k, first:first + width], alpha[k, first:first + width]
+        targets = Y[:, first:first + width]
+        typed = np.zeros(2, dtype=W.dtype)  # [0] a zero, [1] a cast, in W's dtype
+        running = np.zeros(width, dtype=np.bool_)
+        active = np.zeros((width, n), dtype=np.bool_)
+        size = np.zeros(width, dtype=np.int64)
+        for q in range(width):
+            running[q] = todo[k, first + q] and budget[k, first + q] > 0
+            for i in range(n):
+                active[q, i] = Y[i, first + q] != 0
+                size[q] += active[q, i]
+        count = size.copy()
+        pg_max_old = np.full(width, np.inf)
+        pg_min_old = np.full(width, -np.inf)
+        pg_max = np.empty(width)
+        pg_min = np.empty(width)
+        state = np.full(1, np.uint64(k) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1))
+        order = np.arange(n)
+        epoch = 0
+        while running.any():
+            for position in range(n):
+                other = position + _random_below(state, n - position)
+                order[position], order[other] = order[other], order[position]
+            pg_max[:] = -np.inf
+            pg_min[:] = np.inf
+            for position in range(n):
+                i = order[position]
+                row = x[i]
+                for q in range(width):
+                    if not (running[q] and active[q, i]):
+                        continue
+                    y = np.float64(targets[i, q])
+                    dot = typed[0]
+                    for j in range(d):
+                        dot += w[q, j] * row[j]
+                    gradient = y * (np.float64(dot) + s * w[q, d]) - 1.0 + a[q, i] * diagonal
+                    projected = gradient
+                    if a[q, i] == 0.0:
+                        if gradient > pg_max_old[q]:  # at its bound, likely to stay: shrink
+                            active[q, i] = False
+                            count[q] -= 1
+                            continue
+                        projected = min(gradient, 0.0)
+                    pg_max[q] = max(pg_max[q], projected)
+                    pg_min[q] = min(pg_min[q], projected)
+                    if abs(projected) > 1e-12:
+                        new = max(a[q, i] - gradient / squares[k, i], 0.0)
+                        typed[1] = (new - a[q, i]) * y
+                        step = typed[1]
+                        a[q, i] = new
+                        for j in range(d):
+                            w[q, j] += step * row[j]
+                        w[q, d] += step * s
+            epoch += 1
+            for q in range(width):
+                if not running[q]:
+                    continue
+                epochs[k, first + q] += 1
+                if epoch >= budget[k, first + q]:
+                    running[q] = False
+                    continue
+                if pg_max[q] - pg_min[q] <= eps[k, first + q]:
+                    if count[q] == size[q]:
+                        running[q] = False
+                        continue
+                    for i in range(n):  # check every sample before stopping
+                        active[q, i] = Y[i, first + q] != 0
+                    count[q] = size[q]
+                    pg_max_old[q], pg_min_old[q] = np.inf, -np.inf
+                    continue
+                pg_max_old[q] = pg_max[q] if pg_max[q] > 0 else np.inf
+                pg_min_old[q] = pg_min[q] if pg_min[q] < 0 else -np.inf
+
+
+@numba.njit(**_JIT)
+def synchronize_weights(X, Y, s, alpha, W, todo, groups):
+    """``W = sum_i alpha_i y_i x_i`` afresh for every problem with ``todo``, summed in
+    float64: the epochs' updates in W's dtype drift from it (by about 1e-5 of W in
+    float32 after tens of epochs), and the dual is only solved for this ``W``."""
+    n_versions, n, d = X.shape
+    n_groups = groups.shape[0] - 1
+    for task in numba.prange(n_versions * n_groups):
+        k, first, width = _task(task, groups)
+        total = np.zeros((width, d + 1))
+        for i in range(n):
+            for q in range(width):
+                weight = alpha[k, first + q, i] * Y[i, first + q]
+                if weight != 0.0 and todo[k, first + q]:
+                    for j in range(d):
+                        total[q, j] += weight * X[k, i, j]
+                    total[q, d] += weight * s
+        for q in range(width):
+            if todo[k, first + q]:
+                for j in range(d + 1):
+                    W[k, first + q, j] = total[q, j]
+
+
+@numba.njit(**_JIT)
+def primal_check(X, Y, s, C, W, todo, groups, gradient_norm, objective):
+    """The primal objective ``0.5 ||w||^2 + C sum_i max(0, 1 - y_i w . x_i)^2`` and the
+    norm of its gradient at ``W`` of every problem with ``todo``, in float64: the
+    stopping rule judges the weights returned, not the dual's view of them."""
+    n_versions, n, d = X.shape
+    n_groups = groups.shape[0] - 1
+    for task in numba.prange(n_versions * n_groups):
+        k, first, width = _task(task, groups)
+        weights = np.zeros((width, d + 1))
+        gradient = np.zeros((width, d + 1))
+        loss = np.zeros(width)
+        for q in range(width):
+            for j in range(d + 1):
+                weights[q, j] = W[k, first + q, j]
+                gradient[q, j] = weights[q, j]
+        for i in range(n):
+            for q in range(width):
+                y = np.float64(Y[i, first + q])
+                if y == 0 or not todo[k, first + q]:
+                    continue
+                dot = s * weights[q, d]
+                for j in range(d):
+                    dot += weights[q, j] * X[k, i, j]
+                violation = 1.0 - y * dot
+                if violation > 0:
+                    loss[q] += violation * violation
+                    step = -2.0 * C * y * violation
+                    for j in range(d):
+                        gradient[q, j] += step * X[k, i, j]
+                    gradient[q, d] += step * s
+        for q in range(width):
+            if todo[k, first + q]:
+                gradient_norm[k, first + q] = np.sqrt(np.sum(gradient[q] * gradient[q]))
+                objective[k, first + q] = (0.5 * np.sum(weights[q] * weights[q])
+                                           + C * loss[q])
