@@ -72,8 +72,8 @@ def test_qb_trains_in_float32_while_its_values_are_float32(erased_bits, trains_i
     # Erasing up to 52 bits of a float64 copy of float32 features touches only the
     # mantissa: the values are still float32s, and the solver may take them as such.
     features = _features()
-    (unit,) = plan(["qb"], Grid(erased_bits=(erased_bits,)), features.n_features,
-                   features.train_x.shape[0])
+    baseline, unit = plan(["qb"], Grid(erased_bits=(erased_bits,)), features.n_features,
+                          features.train_x.shape[0])
     (stressed,) = unit.stress(features.train_x, features.test_x, {unit.specs[0].key})
     assert stressed.train_x.dtype == trains_in and stressed.test_x.dtype == trains_in
     exact = MantissaErasure(erased_bits).fit(features.train_x).transform(features.train_x)

@@ -161,7 +161,7 @@ def _sklearn_accuracy(fs):
 def test_results_file_and_metadata(full_sweep):
     features, out, rows = full_sweep
     header = (out / "results.csv").read_text().splitlines()[0]
-    assert header == ",".join(COLUMNS)
+    assert header == ",".join(COLUMNS) + ",params"
     metadata = json.loads((out / "sweep.json").read_text())
     assert metadata["normalize"] == "after"
     assert metadata["runs"][0]["grid"]["levels"] == [1, 2, 3]

@@ -101,7 +101,7 @@ def _cells(index, value):
     (_cells(6, "7"), "n_features is 7, these features have 6"),
     (_cells(11, ""), "metric is empty"),
     (_cells(8, "999"), "bits_per_vector 999 and compression_rate"),  # another accounting
-    (lambda line: line.replace(",", ";"), "it has 1 cells, not 14"),
+    (lambda line: line.replace(",", ";"), "it has 1 cells, not 15"),
     (lambda line: "\xff" + line, "it is not UTF-8 text"),
 ])
 def test_garbled_row_is_refused_naming_file_and_line(tmp_path, edit, problem):
@@ -246,7 +246,9 @@ def test_disk_full_on_a_real_small_file_system(tmp_path):
     try:
         free = shutil.disk_usage(mount).free
         filler = mount / "filler"
-        filler.write_bytes(b"\0" * (free - 8192))  # a page for sweep.json, one for rows
+        # Two pages for sweep.json (it records this grid twice: as a Grid and as each
+        # experiment's parameter values), one for rows.
+        filler.write_bytes(b"\0" * (free - 12288))
         out = mount / "out"
         many = {"experiments": "q2,qb", "grid": Grid(levels=tuple(range(1, 31)),
                                                      erased_bits=tuple(range(65)))}

@@ -11,7 +11,8 @@ from dnnstress.commands._common import (add_json_argument, add_out_argument,
                                         _positive_int, params_of, show_progress,
                                         write_json)
 from dnnstress.classify import SOLVERS
-from dnnstress.sweep import EXPERIMENTS, Grid, parse_experiments, parse_int_list
+from dnnstress.sweep import (EXPERIMENTS, Grid, PerWidth, describe, get_experiment,
+                             parse_experiments, parse_int_list, registered_experiments)
 from dnnstress.devices import DEVICES
 from dnnstress.sweep.runner import AP_METHODS, NORMALIZE, Sweep
 
@@ -19,14 +20,23 @@ from dnnstress.sweep.runner import AP_METHODS, NORMALIZE, Sweep
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         "sweep", help="stress a features file and score a linear SVM on every configuration",
-        description="Run the paper's stress experiments (DR-1, DR-2, Q-1, Q-2, FC, Q-B) on a "
-                    "features file. Each result row is appended to DIR/results.csv as soon "
-                    "as it is known; rerunning with the same --out resumes an interrupted "
-                    "sweep. Integer lists accept values and ranges, e.g. 2-8,16.")
+        description="Run stress experiments on a features file: the paper's (DR-1, DR-2, "
+                    "Q-1, Q-2, FC, Q-B) by default, or any registered ones "
+                    "(--list-experiments). Each result row is appended to DIR/results.csv "
+                    "as soon as it is known; rerunning with the same --out resumes an "
+                    "interrupted sweep. Integer lists accept values and ranges, e.g. 2-8,16.")
     parser.add_argument("features", metavar="FEATURES.npz", help="features file")
     add_out_argument(parser, what="results.csv and sweep.json")
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS), type=experiments_argument,
-                        help="comma-separated subset of %(default)s (the baseline always runs)")
+                        help="comma-separated registered experiments (default the paper's "
+                             "%(default)s; the baseline always runs)")
+    parser.add_argument("--param", action="append", default=[], type=param_argument,
+                        metavar="EXPERIMENT.NAME=VALUES",
+                        help="an experiment's parameter values over its defaults, e.g. "
+                             "binary.threshold=zero,mean or rq2.n_levels=2-16 (repeatable)")
+    parser.add_argument("--list-experiments", action=_ListExperiments, nargs=0,
+                        help="list the registered experiments, their parameters and "
+                             "default values, and exit")
     parser.add_argument("--device", choices=DEVICES, default="cpu")
     parser.add_argument("--normalize", choices=NORMALIZE, default="after",
                         help="'after': stress then L2-normalise (the paper); 'both': "
@@ -87,6 +97,66 @@ def experiments_argument(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def param_argument(text: str) -> tuple[str, str, tuple]:
+    """argparse type of ``--param``: ``EXPERIMENT.NAME=VALUES`` -> (experiment, name,
+    values), the values typed like the parameter's defaults (integers accept ranges)."""
+    try:
+        target, values = text.split("=", 1)
+        experiment, name = target.split(".", 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected EXPERIMENT.NAME=VALUES, "
+                                         f"e.g. binary.threshold=zero,mean") from None
+    try:
+        defaults = get_experiment(experiment).params
+        if name not in defaults:
+            raise ValueError(f"unknown parameter {name!r} of experiment {experiment}; its "
+                             f"parameters: {', '.join(defaults) or '(it has none)'}")
+        return experiment, name, _typed_values(values, defaults[name])
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _typed_values(text: str, defaults) -> tuple:
+    example = 0 if isinstance(defaults, PerWidth) else defaults[0]
+    if isinstance(example, bool):
+        words = {"true": True, "false": False}
+        try:
+            return tuple(words[v.strip().lower()] for v in text.split(","))
+        except KeyError:
+            raise ValueError(f"{text!r}: expected true or false values") from None
+    if isinstance(example, int):
+        return parse_int_list(text)
+    if isinstance(example, float):
+        try:
+            return tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise ValueError(f"{text!r}: expected comma-separated numbers") from None
+    return tuple(v.strip() for v in text.split(","))
+
+
+def params_from_args(args: argparse.Namespace) -> dict:
+    """The ``--param`` values as ``run_sweep``'s ``params`` (a later one replaces an
+    earlier one of the same parameter)."""
+    params = {}
+    for experiment, name, values in args.param:
+        params.setdefault(experiment, {})[name] = values
+    return params
+
+
+def list_experiments() -> str:
+    """The registry as ``--list-experiments`` prints it."""
+    return "\n".join(describe(get_experiment(name)) for name in registered_experiments())
+
+
+class _ListExperiments(argparse.Action):
+    """``--list-experiments`` prints the registry and exits, like ``--version``: no
+    features file or --out needed."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(list_experiments())
+        parser.exit()
+
+
 def grid_from_args(args: argparse.Namespace) -> Grid:
     """The Grid the command line asks for (unset options keep the paper's values)."""
     defaults = Grid()
@@ -106,7 +176,7 @@ def run(args) -> int:
                       grid=grid_from_args(args), device=args.device,
                       normalize=args.normalize, progress=show_progress(args),
                       ap_method=args.ap_method, solver=args.solver,
-                      batch=args.batch).run()
+                      batch=args.batch, params=params_from_args(args)).run()
         print(f"{sweep.written} row(s) written, {sweep.skipped} already present, "
               f"{sweep.seconds:.1f} s -> {sweep.results_path}")
     write_json(args, "sweep", params_of(args), sweep_summary(sweep))

@@ -4,13 +4,19 @@ Defaults reproduce the paper's grid (reference README): Q-1 and Q-2 over h = 1..
 (10 seeded repeats) and DR-2 over the 20 steps of :func:`~dnnstress.stress.dr_schedule`,
 FC over the 9 steps of :func:`~dnnstress.stress.fc_schedule` times h = 2..30, and the
 authors' supplementary Q-B table (0, 5, ..., 50, then 51..64 erased bits of float64).
+
+A ``Grid`` is the paper experiments' side of the registry (:mod:`dnnstress.sweep.experiments`):
+:meth:`Grid.params` turns it into their parameter grids.  Kept-dims counts depend on the
+features' width, so they are :class:`PerWidth` values, resolved when the sweep knows it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from dnnstress._array import check_count
+from dnnstress.stress.accounting import dr_schedule, fc_schedule
 
 EXPERIMENTS = ("baseline", "dr1", "dr2", "q1", "q2", "fc", "qb")
 DR_STEPS = 20
@@ -57,10 +63,65 @@ class Grid:
         _check_values((self.repeats,), "repeats", 1, 10**6)
         _check_values((self.base_seed,), "base_seed", 0, 2**32 - 1 - self.repeats)
 
+    def params(self) -> dict[str, dict]:
+        """The parameter grid of each paper experiment (name -> values, or a
+        :class:`PerWidth` for kept dims), in the order their rows are computed."""
+        dr_counts = PerWidth(f"DR steps {values_text(self.dr_steps)} of dr_schedule(n)",
+                             lambda n: [dr_schedule(n)[i - 1] for i in self.dr_steps])
+        fc_counts = PerWidth(f"FC steps {values_text(self.fc_steps)} of fc_schedule(n)",
+                             lambda n: [fc_schedule(n)[j - 1] for j in self.fc_steps])
+        return {"baseline": {},
+                "dr1": {"repeat": tuple(range(self.repeats)), "kept_dims": dr_counts},
+                "dr2": {"kept_dims": dr_counts},
+                "q1": {"n_levels": self.levels},
+                "q2": {"n_levels": self.levels},
+                "fc": {"kept_dims": fc_counts, "n_levels": self.fc_levels},
+                "qb": {"erased_bits": self.erased_bits}}
+
     def as_dict(self) -> dict:
         """JSON-ready description (recorded in ``sweep.json``)."""
         return {name: list(value) if isinstance(value, tuple) else value
                 for name, value in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class PerWidth:
+    """Parameter values that depend on the features' width ``n`` (kept-dims schedules).
+
+    ``values(n)`` gives them, duplicates removed in order (for small ``n`` two schedule
+    steps can floor to the same count, which is one configuration, not two); ``text``
+    says what they are in ``--list-experiments``.
+    """
+
+    text: str
+    function: Callable[[int], list]
+
+    def values(self, n_features: int) -> tuple:
+        return tuple(dict.fromkeys(self.function(n_features)))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def values_text(values) -> str:
+    """Values as ``--param`` and ``--levels`` read them: runs of 3 or more consecutive
+    integers as ranges.
+
+    >>> values_text((0, 5, 10, 50, 51, 52, 53)), values_text(("zero", "mean"))
+    ('0,5,10,50-53', 'zero,mean')
+    """
+    parts, run = [], []
+    for value in (*values, None):
+        if (run and isinstance(value, int) and not isinstance(value, bool)
+                and value == run[-1] + 1):
+            run.append(value)
+            continue
+        if run:
+            parts.extend([f"{run[0]}-{run[-1]}"] if len(run) > 2 else map(str, run))
+        run = [value] if isinstance(value, int) and not isinstance(value, bool) else []
+        if value is not None and not run:
+            parts.append(str(value))
+    return ",".join(parts)
 
 
 def parse_int_list(text: str) -> tuple[int, ...]:
@@ -86,17 +147,6 @@ def parse_int_list(text: str) -> tuple[int, ...]:
             raise ValueError(f"cannot read {part!r} in {text!r}: expected integers and "
                              f"ranges such as 2-8,16") from None
     return tuple(sorted(values))
-
-
-def parse_experiments(text) -> tuple[str, ...]:
-    """Validate experiment names (a comma-separated string or an iterable), in
-    :data:`EXPERIMENTS` order."""
-    names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
-    unknown = sorted(set(names) - set(EXPERIMENTS))
-    if unknown or not names:
-        raise ValueError(f"unknown experiment(s) {', '.join(unknown) or '(none given)'}; "
-                         f"choose from {', '.join(EXPERIMENTS)}")
-    return tuple(name for name in EXPERIMENTS if name in names)
 
 
 def _check_values(values, name: str, low: int, high: int) -> None:

@@ -4,11 +4,20 @@ Pipeline of every configuration (paper Sec. 3; reference README "Order and class
 fit the stressor on the training features only, transform train and test, L2-normalise
 the rows, train a one-vs-rest linear SVM with C = 1 and score the test split (accuracy
 for single-label data, mean average precision for multi-label data).
+
+Where rows are computed is the *executor*'s business: a callable
+``executor(units, pipeline, pending, batch)`` that yields the result rows of the pending
+configurations of ``units`` (in any order).  The default, :func:`run_locally`, runs them
+in this process, in order, batching configurations across units.  Another executor (a
+distributed one) may run each unit elsewhere with :func:`unit_rows`, a top-level
+function of picklable arguments: units hold only declarations, and the pipeline holds
+the features and the baseline's fit (``pipeline.anchor``, set before any executor runs).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sys
 import time
 from datetime import datetime, timezone
@@ -23,9 +32,10 @@ from dnnstress.devices import check_device
 from dnnstress.features import FeatureSet
 from dnnstress.metrics import score_predictions
 from dnnstress.stress import compression_rate
-from dnnstress.sweep.grid import EXPERIMENTS, Grid, parse_experiments
+from dnnstress.sweep.experiments import param_grids, resolve
+from dnnstress.sweep.grid import EXPERIMENTS, Grid, PerWidth
 from dnnstress.sweep.plan import plan
-from dnnstress.sweep.store import ResultsStore, row_key
+from dnnstress.sweep.store import PARAMS_COLUMN, ResultsStore, row_key
 
 NORMALIZE = ("after", "both")
 _SOLVER_NAMES = {"ours": "LinearSVM", "cuml": "cuml.svm.LinearSVC"}
@@ -35,7 +45,7 @@ AP_METHODS = ("voc07", "area")
 def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None = None,
               device: str = "cpu", normalize: str = "after", progress: bool = True,
               C: float = 1.0, ap_method: str = "voc07", solver: str = "ours",
-              batch="auto") -> Path:
+              batch="auto", params=None) -> Path:
     """Run the stress experiments on ``features``; return the path of ``results.csv``.
 
     Every finished configuration is appended to ``out_dir/results.csv`` at once, and a
@@ -49,10 +59,17 @@ def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None =
         The features, or the ``.npz`` file holding them.
     out_dir : path
         Folder of ``results.csv`` and ``sweep.json``; created if missing.
-    experiments : str or iterable of str
-        Any of ``baseline, dr1, dr2, q1, q2, fc, qb`` (comma-separated string accepted).
+    experiments : str or iterable of str or Experiment
+        Registered experiment names (comma-separated string accepted; default the
+        paper's ``baseline, dr1, dr2, q1, q2, fc, qb``; see
+        :func:`~dnnstress.sweep.registered_experiments`), or
+        :class:`~dnnstress.sweep.Experiment` objects, registered or not.
     grid : Grid, optional
-        Levels, steps, erased bits, repeats and seeds; the paper's grid by default.
+        The paper experiments' levels, steps, erased bits, repeats, and the sweep's base
+        seed; the paper's grid by default.
+    params : dict, optional
+        Parameter grids over the defaults (and over ``grid``), per experiment:
+        ``{"binary": {"threshold": ("zero", "mean")}, "q2": {"n_levels": (4, 16)}}``.
     device : {"cpu", "cuda"}
         Where stressors and the solver run; with "cuda" the features are moved to the
         GPU once (needs CuPy and a CUDA device).
@@ -81,21 +98,24 @@ def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None =
     """
     sweep = Sweep(features, out_dir, experiments=experiments, grid=grid, device=device,
                   normalize=normalize, progress=progress, C=C, ap_method=ap_method,
-                  solver=solver, batch=batch)
+                  solver=solver, batch=batch, params=params)
     return sweep.run().results_path
 
 
 class Sweep:
     """One sweep run; :func:`run_sweep` in object form, for callers that want counts.
 
-    Parameters are those of :func:`run_sweep`.  After :meth:`run`, ``written`` and
+    Parameters are those of :func:`run_sweep`, and ``executor`` (where rows are
+    computed; :func:`run_locally` by default, see the module docstring).  After
+    :meth:`run`, ``written`` and
     ``skipped`` count the rows computed now and those already present, ``seconds`` is
     the wall time of the run.
     """
 
     def __init__(self, features, out_dir, *, experiments=EXPERIMENTS, grid=None,
                  device="cpu", normalize="after", progress=True, C=1.0,
-                 ap_method="voc07", solver="ours", batch="auto"):
+                 ap_method="voc07", solver="ours", batch="auto", params=None,
+                 executor=None):
         grid = Grid() if grid is None else grid
         # Before anything is written: a missing cuML is a clear error.
         self.solver, self.batch = check_solver(solver), _batch_size(batch, device)
@@ -113,8 +133,12 @@ class Sweep:
             self.features_file = str(Path(features).resolve())
             features = FeatureSet.load(features)
         self.features = features
-        self.experiments = ("baseline",) + tuple(
-            e for e in parse_experiments(experiments) if e != "baseline")
+        # Unknown names, a missing faiss or bad params: refused before anything is written.
+        self._experiments = resolve(experiments)
+        self.experiments = tuple(e.name for e in self._experiments)
+        self.params = params
+        self._grids = param_grids(self._experiments, grid, params)
+        self.executor = run_locally if executor is None else executor
         self.grid, self.device, self.normalize = grid, device, normalize
         self.progress, self.C, self.ap_method = progress, C, ap_method
         self.store = ResultsStore(out_dir, self._identity(), n_features=features.n_features)
@@ -140,8 +164,16 @@ class Sweep:
                 "features_metadata": fs.metadata, "n_train": int(fs.train_x.shape[0]),
                 "n_test": int(fs.test_x.shape[0]), "n_features": fs.n_features,
                 "multilabel": fs.is_multilabel, "experiments": list(self.experiments),
-                "grid": self.grid.as_dict(), "device": self.device,
+                "grid": self.grid.as_dict(), "params": self._resolved_grids(),
+                "device": self.device,
                 "normalize": self.normalize}
+
+    def _resolved_grids(self) -> dict:
+        """Each experiment's parameter values on these features, as JSON lists."""
+        n = self.features.n_features
+        return {name: {param: list(v.values(n) if isinstance(v, PerWidth) else v)
+                       for param, v in grid.items()}
+                for name, grid in self._grids.items()}
 
     def run(self) -> Sweep:
         """Compute every pending row, appending each to ``results.csv``; returns self.
@@ -156,7 +188,8 @@ class Sweep:
         existing = self.store.open()
         done = {row_key(row) for row in existing}
         fs = self.features
-        units = plan(self.experiments, self.grid, fs.n_features, fs.train_x.shape[0])
+        units = plan(self._experiments, self.grid, fs.n_features, fs.train_x.shape[0],
+                     params=self.params)
         pending = {spec.key for unit in units for spec in unit.specs} - done
         total = sum(len(unit.specs) for unit in units)
         self.skipped = total - len(pending)
@@ -167,10 +200,13 @@ class Sweep:
             pipeline = _Pipeline(fs, self.device, self.normalize, self.C, self.ap_method,
                                  self.solver)
             baseline = _baseline_score(existing)
-            # The baseline fit anchors every warm start; refit it when resuming.
-            pending_or_anchor = pending | {units[0].specs[0].key}
+            # The baseline fit anchors every warm start: computed first, here (again
+            # when resuming), before the executor runs the other units.
+            anchor = unit_rows(units[0], pipeline, {units[0].specs[0].key}, 1)
+            rows = itertools.chain(anchor, self.executor(units[1:], pipeline, pending,
+                                                         self.batch))
             with _progress_bar(total, self.skipped, self.progress) as bar:
-                for row in _rows(units, pipeline, pending_or_anchor, self.batch):
+                for row in rows:
                     if row["experiment"] == "baseline":
                         baseline = row["score"]
                     if row_key(row) not in pending:
@@ -192,13 +228,20 @@ def _batch_size(batch, device):
     return batch
 
 
-def _rows(units, pipeline, pending, batch):
-    """Result rows (without ``relative_score``) of the pending configurations, in order.
+def unit_rows(unit, pipeline, pending, batch):
+    """Result rows (without ``relative_score``) of the pending configurations of one
+    unit, in order, trained ``batch`` at a time: the work an executor hands out."""
+    return run_locally([unit], pipeline, pending, batch)
 
-    Configurations are trained ``batch`` at a time, across units; the first (the
-    baseline) alone, since its solution warm-starts all the others.  ``wall_time_s`` of
-    a row covers its stress and its share of the batch's solve and scoring; a unit's
-    shared fit counts towards its first row.
+
+def run_locally(units, pipeline, pending, batch):
+    """The default executor: result rows (without ``relative_score``) of the pending
+    configurations of ``units``, in order, in this process.
+
+    Configurations are trained ``batch`` at a time, across units; the baseline alone,
+    since its solution warm-starts all the others.  ``wall_time_s`` of a row covers its
+    stress and its share of the batch's solve and scoring; a unit's shared fit counts
+    towards its first row.
     """
     waiting = []
     for unit in units:
@@ -219,15 +262,22 @@ def _trained_rows(waiting, pipeline):
     start = time.perf_counter()
     scores = pipeline.train_and_score([stressed for stressed, _ in waiting])
     share = (time.perf_counter() - start) / len(waiting)
-    n = pipeline.n_features
     for (stressed, seconds), (score, metric) in zip(waiting, scores):
-        spec, bits = stressed.spec, stressed.bits_per_vector
-        yield {"experiment": spec.experiment, "kept_dims": spec.kept_dims,
-               "n_levels": spec.n_levels, "erased_bits": spec.erased_bits,
-               "repeat": spec.repeat, "seed": spec.seed, "n_features": n,
-               "kept_fraction": spec.kept_dims / n, "bits_per_vector": bits,
-               "compression_rate": compression_rate(n, bits), "score": score,
+        yield {**_config_columns(stressed, pipeline.n_features), "score": score,
                "metric": metric, "wall_time_s": seconds + share}
+
+
+def _config_columns(stressed, n: int) -> dict:
+    """The configuration's columns of a row: its typed parameters, its storage, and
+    all its parameters (``params``).  A configuration without a kept_dims parameter
+    keeps the width of its output (the features' own for a quantizer)."""
+    params, bits = stressed.spec.params, stressed.bits_per_vector
+    kept = params.get("kept_dims", min(stressed.train_x.shape[1], n))
+    return {"experiment": stressed.spec.experiment, "kept_dims": kept,
+            **{name: params.get(name) for name in ("n_levels", "erased_bits", "repeat",
+                                                  "seed")},
+            "n_features": n, "kept_fraction": kept / n, "bits_per_vector": bits,
+            "compression_rate": compression_rate(n, bits), PARAMS_COLUMN: params}
 
 
 class _Pipeline:
@@ -258,8 +308,14 @@ class _Pipeline:
         warm_start = None
         if self.anchor is not None:
             coef, intercept = self.anchor
-            warm_start = (_stack_padded([s.warm_start(coef) for s in batch], self.xp),
-                          self.xp.stack([intercept] * len(batch)))
+            # A configuration without a map into its space starts cold (from zero).
+            cold = self.xp.zeros_like(intercept)
+            warm_start = (_stack_padded([s.warm_start(coef) if s.warm_start else
+                                         self.xp.zeros((coef.shape[0], t.shape[1]),
+                                                       dtype=coef.dtype)
+                                         for s, t in zip(batch, train)], self.xp),
+                          self.xp.stack([intercept if s.warm_start else cold
+                                         for s in batch]))
         coefs, intercepts, _ = fit_linear_svms(
             _stack_padded(train, self.xp), self.targets, C=self.C, warm_start=warm_start,
             solver=self.solver)

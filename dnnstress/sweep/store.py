@@ -13,6 +13,14 @@ a write cut short (a kill, a full disk) leaves: it is dropped and its configurat
 computed again.  One sweep at a time writes to a folder: an advisory lock on
 ``DIR/.sweep.lock`` (released when the sweep ends or its process dies) makes a second
 one refuse.
+
+A row is identified by its experiment and its parameters (:func:`row_key`): the
+``params`` column holds every parameter of the configuration as canonical JSON, next to
+the typed columns of the common ones (``COLUMNS``), which must agree with it.  A sweep
+may declare extra score columns (floats, after ``params``).  Results files written
+before the ``params`` column existed still load: their rows' parameters are filled from
+the typed columns and the registry's defaults, which gives the keys their rows have
+today; resuming such a sweep rewrites the file once in the current format.
 """
 
 from __future__ import annotations
@@ -28,13 +36,15 @@ import sys
 from pathlib import Path
 
 from dnnstress._files import write_atomically
-from dnnstress.stress.accounting import bits_per_vector, compression_rate
-from dnnstress.sweep.grid import EXPERIMENTS
+from dnnstress.stress.accounting import compression_rate
+from dnnstress.sweep.experiments import (TYPED_PARAMS, canonical_params, get_experiment,
+                                         is_registered, registered_experiments)
 
 COLUMNS = ("experiment", "kept_dims", "n_levels", "erased_bits", "repeat", "seed",
            "n_features", "kept_fraction", "bits_per_vector", "compression_rate", "score",
            "metric", "relative_score", "wall_time_s")
-KEY_COLUMNS = ("experiment", "kept_dims", "n_levels", "erased_bits", "repeat")
+PARAMS_COLUMN = "params"
+KEY_COLUMNS = ("experiment", PARAMS_COLUMN)
 RESULTS_NAME = "results.csv"
 METADATA_NAME = "sweep.json"
 LOCK_NAME = ".sweep.lock"
@@ -44,23 +54,31 @@ _INT_COLUMNS = {"kept_dims", "n_levels", "erased_bits", "repeat", "seed", "n_fea
                 "bits_per_vector"}
 _FLOAT_COLUMNS = {"kept_fraction", "compression_rate", "score", "relative_score",
                   "wall_time_s"}
-# The configuration cells each experiment fills; the others of _CONFIG_COLUMNS are empty.
-_CONFIG_COLUMNS = ("n_levels", "erased_bits", "repeat", "seed")
-_FILLED = {"baseline": (), "dr1": ("repeat", "seed"), "dr2": (), "q1": ("n_levels",),
-           "q2": ("n_levels",), "fc": ("n_levels",), "qb": ("erased_bits",)}
+# Typed columns filled exactly when the configuration has that parameter.
+_CONFIG_COLUMNS = tuple(p for p in TYPED_PARAMS if p != "kept_dims")
 _MAY_BE_EMPTY = {"relative_score"}  # None when the baseline scored 0
 
 
-def row_key(row: dict) -> tuple[str, ...]:
-    """The identity of a result row: its key columns as CSV text ('' where empty)."""
-    return tuple(_cell(row.get(column)) for column in KEY_COLUMNS)
+def row_key(row: dict) -> tuple[str, str]:
+    """The identity of a result row: its experiment and the canonical JSON of its
+    parameters (a row of an older file gets the key it would have today)."""
+    return row["experiment"], canonical_params(row[PARAMS_COLUMN])
+
+
+def header(extra_columns=()) -> tuple[str, ...]:
+    """The columns of a results file: ``COLUMNS``, ``params``, then the sweep's extra
+    score columns."""
+    return (*COLUMNS, PARAMS_COLUMN, *extra_columns)
 
 
 def read_results(out_dir, *, allow_duplicates: bool = False) -> list[dict]:
     """The rows of ``DIR/results.csv`` with typed values.
 
-    Integer columns come back as ``int``, fractional ones as ``float``, empty cells as
-    ``None``; ``experiment`` and ``metric`` stay strings.  Rows appear in the order they
+    Integer columns come back as ``int``, fractional ones (and extra score columns) as
+    ``float``, empty cells as ``None``; ``experiment`` and ``metric`` stay strings,
+    ``params`` is a dict (filled in for files older than that column).  Experiments
+    must be registered (:func:`~dnnstress.sweep.register_experiment`) or recorded in
+    the folder's ``sweep.json``.  Rows appear in the order they
     were written; an unterminated last line (a row still being written, or cut by a
     kill) is left out.  ``out_dir`` may also be the path of the CSV file itself.
     A row repeating an earlier row's key is refused, or with ``allow_duplicates``
@@ -79,7 +97,8 @@ def read_results(out_dir, *, allow_duplicates: bool = False) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"no sweep results at {path}")
     complete, _ = _split_unfinished(path.read_bytes())
-    return _parse(path, complete, allow_duplicates=allow_duplicates)
+    known = _recorded_experiments(path.parent / METADATA_NAME)
+    return _parse(path, complete, known=known, allow_duplicates=allow_duplicates)[0]
 
 
 class ResultsStore:
@@ -97,12 +116,17 @@ class ResultsStore:
         seeds).  Stored in ``sweep.json`` on the first run and compared on every rerun.
     n_features : int, optional
         Width of the features; a row of another width is refused.
+    extra_columns : tuple of str
+        Score columns after ``params`` (floats); an existing file must have the same.
     """
 
-    def __init__(self, out_dir, identity: dict, n_features: int | None = None):
+    def __init__(self, out_dir, identity: dict, n_features: int | None = None,
+                 extra_columns=()):
         self.out_dir = Path(out_dir)
         self.identity = identity
         self.n_features = n_features
+        self.columns = header(tuple(extra_columns))
+        self._old_rows = None  # rows of a file without params, rewritten by start_run
         self.results_path = self.out_dir / RESULTS_NAME
         self.metadata_path = self.out_dir / METADATA_NAME
         self._lock_fd = None
@@ -155,10 +179,14 @@ class ResultsStore:
         self._write(self.metadata_path, lambda: write_atomically(self.metadata_path,
                                                                  write_metadata))
         self._metadata = metadata
-        if not self.results_path.exists() or self.results_path.stat().st_size == 0:
-            header = _csv_line(COLUMNS)
+        if (not self.results_path.exists() or self.results_path.stat().st_size == 0
+                or self._old_rows is not None):
+            # A file of the format before params is rewritten in this one (same rows).
+            text = "".join(_csv_line(line) for line in
+                           [self.columns, *map(self._cells, self._old_rows or [])])
             self._write(self.results_path, lambda: write_atomically(
-                self.results_path, lambda tmp: tmp.write_text(header)))
+                self.results_path, lambda tmp: tmp.write_text(text)))
+            self._old_rows = None
 
     def append(self, row: dict) -> None:
         """Write one row to the operating system before returning.
@@ -166,7 +194,7 @@ class ResultsStore:
         On a failed write (a full disk) the file is cut back to its last whole row and
         a one-line ``RuntimeError`` names the path.
         """
-        data = _csv_line([_cell(row.get(column)) for column in COLUMNS]).encode()
+        data = _csv_line(self._cells(row)).encode()
 
         def write() -> None:
             fd = os.open(self.results_path, os.O_WRONLY | os.O_APPEND)
@@ -184,6 +212,10 @@ class ResultsStore:
 
         self._write(self.results_path, write)
         self._n_rows += 1
+
+    def _cells(self, row: dict) -> list[str]:
+        return [canonical_params(row[column]) if column == PARAMS_COLUMN
+                else _cell(row.get(column)) for column in self.columns]
 
     def _write(self, path: Path, write) -> None:
         try:
@@ -229,7 +261,15 @@ class ResultsStore:
             self._write(path, lambda: os.truncate(path, len(complete)))
             print(f"dnnstress: {path}: dropped line {line}, cut short by an interrupted "
                   f"write; its configuration is computed again", file=sys.stderr)
-        return _parse(path, complete, self.n_features)
+        rows, columns = _parse(path, complete, self.n_features,
+                               known=_experiments_of(self._metadata))
+        if columns == COLUMNS and self.columns == header():
+            self._old_rows = rows
+        elif columns is not None and columns != self.columns:
+            raise ValueError(f"{path} has the columns {', '.join(columns)}, this sweep "
+                             f"writes {', '.join(self.columns)}: its rows cannot be "
+                             f"resumed or mixed with this run; use a new --out folder")
+        return rows
 
 
 def _read_metadata(path: Path) -> dict:
@@ -245,6 +285,20 @@ def _read_metadata(path: Path) -> dict:
     return metadata
 
 
+def _recorded_experiments(path: Path) -> set[str]:
+    """Experiment names the runs of a ``sweep.json`` recorded (none if unreadable)."""
+    try:
+        return _experiments_of(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return set()
+
+
+def _experiments_of(metadata) -> set[str]:
+    runs = metadata.get("runs", []) if isinstance(metadata, dict) else []
+    return {name for run in runs if isinstance(run, dict)
+            for name in run.get("experiments", []) if isinstance(name, str)}
+
+
 def _split_unfinished(data: bytes) -> tuple[bytes, bytes]:
     """``data`` up to its last line end, and the unterminated rest."""
     end = data.rfind(b"\n") + 1
@@ -252,25 +306,29 @@ def _split_unfinished(data: bytes) -> tuple[bytes, bytes]:
 
 
 def _parse(path: Path, data: bytes, n_features: int | None = None,
-           allow_duplicates: bool = False) -> list[dict]:
-    """Typed, checked rows of a results file's complete lines; ValueError names a bad line."""
+           allow_duplicates: bool = False, known=frozenset()):
+    """Typed, checked rows of a results file's complete lines, and its columns (None
+    for an empty file); ValueError names a bad line.  ``known``: experiment names
+    accepted besides the registered ones (those the folder's sweep.json recorded)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
         raise _garbled(path, line, "it is not UTF-8 text") from None
     if not text:
-        return []
+        return [], None
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = next(reader)
-        if tuple(header) != COLUMNS:
+        columns = tuple(next(reader))
+        if columns != COLUMNS and columns[:len(COLUMNS) + 1] != header() or len(
+                set(columns)) != len(columns):
             raise ValueError(f"{path} does not have the sweep results columns "
-                             f"({', '.join(COLUMNS)}); use a new --out folder")
+                             f"({', '.join(header())}[, extra scores]); use a new --out "
+                             f"folder")
         rows, seen = [], {}
         for cells in reader:
             try:
-                row = _checked_row(cells, n_features)
+                row = _checked_row(cells, columns, n_features, known)
             except ValueError as error:
                 raise _garbled(path, reader.line_num, str(error)) from None
             key = row_key(row)
@@ -281,33 +339,37 @@ def _parse(path: Path, data: bytes, n_features: int | None = None,
             rows.append(row)
     except csv.Error as error:
         raise _garbled(path, reader.line_num, str(error)) from None
-    return rows
+    return rows, columns
 
 
-def _checked_row(cells: list[str], n_features: int | None) -> dict:
-    if len(cells) != len(COLUMNS):
-        raise ValueError(f"it has {len(cells)} cells, not {len(COLUMNS)}")
-    text = dict(zip(COLUMNS, cells))
+def _checked_row(cells: list[str], columns: tuple, n_features: int | None, known) -> dict:
+    if len(cells) != len(columns):
+        raise ValueError(f"it has {len(cells)} cells, not {len(columns)}")
+    text = dict(zip(columns, cells))
     experiment = text["experiment"]
-    if experiment not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {experiment!r}")
-    # An experiment added to EXPERIMENTS but not to _FILLED only gets the other checks.
-    for column in _CONFIG_COLUMNS if experiment in _FILLED else ():
-        if (text[column] != "") != (column in _FILLED[experiment]):
-            state = "empty" if text[column] == "" else f"{text[column]!r}"
-            raise ValueError(f"{column} is {state} in a {experiment} row")
+    registered = is_registered(experiment)
+    if not registered and (experiment not in known or PARAMS_COLUMN not in text):
+        raise ValueError(f"unknown experiment {experiment!r}: neither registered "
+                         f"({', '.join(registered_experiments())}) nor recorded in "
+                         f"{METADATA_NAME}; register it (dnnstress.sweep."
+                         f"register_experiment) before reading")
     row = {}
     for column, cell in text.items():
-        if cell == "":
+        if column == PARAMS_COLUMN:
+            row[column] = _params(cell)
+        elif cell == "":
             if column not in _CONFIG_COLUMNS and column not in _MAY_BE_EMPTY:
                 raise ValueError(f"{column} is empty")
             row[column] = None
         elif column in _INT_COLUMNS:
             row[column] = _number(cell, column, int)
-        elif column in _FLOAT_COLUMNS:
+        elif column in _FLOAT_COLUMNS or column not in COLUMNS:  # extra scores
             row[column] = _number(cell, column, float)
         else:
             row[column] = cell
+    if PARAMS_COLUMN not in row:
+        row[PARAMS_COLUMN] = _params_of_old_row(row)
+    _check_params(row, text)
     if not 0 <= row["score"] <= 1:
         raise ValueError(f"score {row['score']!r} is not in [0, 1]")
     if not 1 <= row["kept_dims"] <= row["n_features"]:
@@ -317,13 +379,59 @@ def _checked_row(cells: list[str], n_features: int | None) -> dict:
                          f"{n_features}: the row comes from other features")
     # The storage columns must follow this version's accounting (Q-B's changed: a row
     # of an older dnnstress would otherwise be mixed in with other figures).
-    bits = bits_per_vector(row["kept_dims"], row["n_levels"], row["erased_bits"])
+    declared = get_experiment(experiment).bits if registered else None
+    bits = (row["bits_per_vector"] if declared is None
+            else declared(row[PARAMS_COLUMN], row["n_features"]))
     if row["bits_per_vector"] != bits or not math.isclose(
             row["compression_rate"], compression_rate(row["n_features"], bits), abs_tol=1e-9):
         raise ValueError(f"bits_per_vector {row['bits_per_vector']} and compression_rate "
                          f"{row['compression_rate']} do not follow this dnnstress's "
                          f"accounting ({bits} bits): the row was written by another version")
     return row
+
+
+def _params(cell: str) -> dict:
+    try:
+        params = json.loads(cell)
+    except json.JSONDecodeError:
+        params = None
+    if not isinstance(params, dict) or not all(
+            isinstance(v, (str, int, float, bool)) for v in params.values()):
+        raise ValueError(f"params {cell!r} is not a JSON object of parameter values")
+    return params
+
+
+def _params_of_old_row(row: dict) -> dict:
+    """The parameters of a row written before the params column: the typed columns its
+    experiment has, and the registry's defaults for the others."""
+    experiment = get_experiment(row["experiment"])
+    params = experiment.defaults()
+    params.update({name: row[name] for name in TYPED_PARAMS
+                   if name in experiment.param_names and row[name] is not None})
+    return experiment.canonical(params)
+
+
+def _check_params(row: dict, text: dict) -> None:
+    """The typed configuration cells must say what ``params`` says (filled exactly
+    for the parameters the configuration has), and a registered experiment's
+    parameters must be its own."""
+    params, experiment = row[PARAMS_COLUMN], row["experiment"]
+    for column in _CONFIG_COLUMNS:
+        if (row[column] is None) != (column not in params):
+            state = "empty" if row[column] is None else f"{text[column]!r}"
+            raise ValueError(f"{column} is {state} in a {experiment} row")
+        if row[column] is not None and row[column] != params[column]:
+            raise ValueError(f"{column} is {row[column]}, its params say "
+                             f"{params[column]!r}")
+    if "kept_dims" in params and params["kept_dims"] != row["kept_dims"]:
+        raise ValueError(f"kept_dims is {row['kept_dims']}, its params say "
+                         f"{params['kept_dims']!r}")
+    if is_registered(experiment):
+        names = get_experiment(experiment).param_names
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ValueError(f"params has {', '.join(unknown)}, not parameters of "
+                             f"{experiment} ({', '.join(names) or 'it has none'})")
 
 
 def _number(cell: str, column: str, kind):
