@@ -78,11 +78,6 @@ def cold_start(stressor):
     return None
 
 
-def default_warm_start(stressor):
-    """Same space when the stressor keeps the width, a cold start otherwise."""
-    return keep_weights if stressor.n_features_out_ == stressor.n_features_in_ else None
-
-
 @dataclasses.dataclass(frozen=True)
 class SharedFit:
     """A first stage fitted once on the training features and shared by every
@@ -130,10 +125,11 @@ class Experiment:
         the shared stage's training output.  None: the shared stage is the stressor.
     shared : callable, optional
         ``shared(params)`` -> the :class:`SharedFit` a configuration starts with.
-    warm_start : callable
+    warm_start : callable, optional
         ``warm_start(fitted_stressor)`` -> map of the baseline SVM weights (L, d) into
-        the stressor's output space, or None for a cold start.  Default: the same
-        weights when the width is kept, a cold start otherwise.
+        the stressor's output space, or None for a cold start (:func:`same_space`,
+        :func:`cold_start`).  None (the default): the same weights when the stressor's
+        output keeps the width of its input, a cold start otherwise.
     derived : mapping
         Parameters computed from the others: name -> ``f(params, context)`` (DR-1's
         seed is the base seed plus the repeat).
@@ -158,7 +154,7 @@ class Experiment:
     params: Mapping[str, object] = dataclasses.field(default_factory=dict)
     make: Callable[..., object] | None = None
     shared: Callable[[dict], SharedFit] | None = None
-    warm_start: Callable[[object], Callable | None] = default_warm_start
+    warm_start: Callable[[object], Callable | None] | None = None
     derived: Mapping[str, Callable[[dict, Context], object]] = dataclasses.field(
         default_factory=dict)
     canonical: Callable[[dict], dict] = dict

@@ -87,10 +87,11 @@ class Unit:
                                     int(stage.bits_per_vector), stage_start)
             else:
                 stressor = experiment.make(**spec.params).fit(inputs[0])
-                start = experiment.warm_start(stressor)
-                if stage is not None:
-                    start = _then(stage_start, start)
-                stressed = _apply(spec, stressor, *inputs, start)
+                stressed = _apply(spec, stressor, *inputs, None)
+                start = (experiment.warm_start(stressor) if experiment.warm_start else
+                         keep_weights if stressed.train_x.shape[1] == inputs[0].shape[1]
+                         else None)
+                stressed.warm_start = start if stage is None else _then(stage_start, start)
             _check_bits(experiment, spec, stressed.bits_per_vector, train_x.shape[1])
             yield stressed
 
