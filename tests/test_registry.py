@@ -416,3 +416,27 @@ def test_units_can_travel_to_another_process():
         (theirs,) = copy.stress(features.train_x, features.test_x, pending)
         np.testing.assert_array_equal(ours.train_x, theirs.train_x)
     assert sys.modules["dnnstress.sweep.experiments"] is experiments
+
+
+@pytest.mark.parametrize("column, value, problem", [
+    ("repeat", None, "repeat is empty in a dr1 row"),
+    ("n_levels", 4, "n_levels is '4' in a dr1 row"),
+    ("bits_per_vector", 7, "bits_per_vector 7 and compression_rate")])
+def test_a_garbled_old_row_is_refused(tmp_path, column, value, problem):
+    row = _typed_row("dr1", {"kept_dims": 4, "repeat": 1, "seed": 1})
+    _write_old(tmp_path, [_typed_row("baseline", {}), {**row, column: value}])
+    with pytest.raises(ValueError, match=re.escape(f"line 3: garbled result row ({problem}")):
+        read_results(tmp_path)
+
+
+def test_a_row_without_a_later_parameter_takes_its_default(tmp_path, registry):
+    features = _features()
+    grid = {"scale": (1.0,)}
+    register_experiment(Experiment("grows", "", grid, make=Negate))
+    run_sweep(features, tmp_path, experiments="grows", progress=False)
+    # The experiment gains a parameter whose default is what its rows were computed with.
+    register_experiment(Experiment("grows", "", {**grid, "mode": ("plain", "other")},
+                                   make=lambda scale, mode: Negate(scale)), replace=True)
+    assert read_results(tmp_path)[1]["params"] == {"mode": "plain", "scale": 1.0}
+    sweep = Sweep(features, tmp_path, experiments="grows", progress=False).run()
+    assert (sweep.written, sweep.skipped) == (1, 2)

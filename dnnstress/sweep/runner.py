@@ -32,7 +32,7 @@ from dnnstress.devices import check_device
 from dnnstress.features import FeatureSet
 from dnnstress.metrics import score_predictions
 from dnnstress.stress import compression_rate
-from dnnstress.sweep.experiments import param_grids, resolve
+from dnnstress.sweep.experiments import TYPED_PARAMS, param_grids, resolve
 from dnnstress.sweep.grid import EXPERIMENTS, Grid, PerWidth
 from dnnstress.sweep.plan import plan
 from dnnstress.sweep.store import PARAMS_COLUMN, ResultsStore, row_key
@@ -274,8 +274,7 @@ def _config_columns(stressed, n: int) -> dict:
     params, bits = stressed.spec.params, stressed.bits_per_vector
     kept = params.get("kept_dims", min(stressed.train_x.shape[1], n))
     return {"experiment": stressed.spec.experiment, "kept_dims": kept,
-            **{name: params.get(name) for name in ("n_levels", "erased_bits", "repeat",
-                                                  "seed")},
+            **{name: params.get(name) for name in TYPED_PARAMS if name != "kept_dims"},
             "n_features": n, "kept_fraction": kept / n, "bits_per_vector": bits,
             "compression_rate": compression_rate(n, bits), PARAMS_COLUMN: params}
 

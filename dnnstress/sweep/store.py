@@ -367,8 +367,8 @@ def _checked_row(cells: list[str], columns: tuple, n_features: int | None, known
             row[column] = _number(cell, column, float)
         else:
             row[column] = cell
-    if PARAMS_COLUMN not in row:
-        row[PARAMS_COLUMN] = _params_of_old_row(row)
+    if registered:
+        row[PARAMS_COLUMN] = _with_defaults(row)
     _check_params(row, text)
     if not 0 <= row["score"] <= 1:
         raise ValueError(f"score {row['score']!r} is not in [0, 1]")
@@ -401,14 +401,22 @@ def _params(cell: str) -> dict:
     return params
 
 
-def _params_of_old_row(row: dict) -> dict:
-    """The parameters of a row written before the params column: the typed columns its
-    experiment has, and the registry's defaults for the others."""
+def _with_defaults(row: dict) -> dict:
+    """The parameters of a row of a registered experiment, as a sweep would record them
+    today.  A row that does not record a parameter (one written before the params
+    column, or before its experiment had that parameter) takes the registry's default;
+    a row without params, its typed columns."""
     experiment = get_experiment(row["experiment"])
-    params = experiment.defaults()
-    params.update({name: row[name] for name in TYPED_PARAMS
-                   if name in experiment.param_names and row[name] is not None})
-    return experiment.canonical(params)
+    recorded = row.get(PARAMS_COLUMN)
+    if recorded is None:
+        recorded = {name: row[name] for name in TYPED_PARAMS
+                    if name in experiment.param_names}
+        for name, value in recorded.items():
+            if value is None:
+                raise ValueError(f"{name} is empty in a {row['experiment']} row")
+    defaults = {name: value for name, value in experiment.defaults().items()
+                if name not in TYPED_PARAMS}
+    return experiment.canonical({**defaults, **recorded})
 
 
 def _check_params(row: dict, text: dict) -> None:
