@@ -10,19 +10,24 @@ an array operation: these kernels are the numpy path of
 reference and the GPU path.
 
 Why faster than LIBLINEAR itself on dense features: rows are read as contiguous float32
-(LIBLINEAR walks float64 (index, value) pairs, 16 bytes a value even where it is not
-zero), the dot and the axpy vectorise, and the problems (labels x versions) run in
-parallel over the cores where LIBLINEAR solves labels one after another.
+(LIBLINEAR walks (index, float64) pairs, 16 bytes per non-zero and an indirect access
+to w each; ReLU features are about half non-zero), the dot and the axpy vectorise, the labels of a group share each read of a
+sample (its row stays in the L1 cache for all of them), and the groups run in parallel
+over the cores, where LIBLINEAR solves labels one after another.
 
 Layout: ``X`` (B, n, d) versions of the training set; ``Y`` (n, L) targets in {1, -1, 0}
-(0: left out of that label); ``alpha`` (B, L, n) float64 dual variables; ``W`` (B, L,
+(0: left out of that label); ``alpha`` (B, n, L) float64 dual variables (a sample's labels side by side, as they are visited); ``W`` (B, L,
 d + 1) weights in the dtype of ``X``, the bias weight last.  A problem is a pair (version,
-label) and only those with ``todo`` set are touched.  Every problem draws its own sample
-order from a generator seeded by its index, so results do not depend on the number of
-threads.
+label) and only those with ``todo`` set are touched.  The labels of a version visit
+the samples in one order, drawn from a generator seeded by the version's index, and
+each label's arithmetic is its own, so results depend neither on the grouping of the
+labels nor on the number of threads.
 """
 
 from __future__ import annotations
+
+import contextlib
+import math
 
 import numba
 import numpy as np
@@ -31,6 +36,25 @@ import numpy as np
 # vectorise them; the inputs were checked finite before any kernel runs.
 _JIT = dict(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
 _MULTIPLIER = np.uint64(2685821657736338717)
+
+
+# Epochs smaller than this (versions x samples x features x labels) run on one thread:
+# on the shared 2-core machine the threads' synchronisation then costs more than they
+# save (demo features with 64 - 1280 columns: 1.3 - 1.5x slower on two threads).
+_PARALLEL_WORK = 1 << 25
+
+
+@contextlib.contextmanager
+def threads_for(shape, n_labels):
+    """Run the kernels on one thread while the work of an epoch on X of ``shape``
+    (B, n, d) is small (``_PARALLEL_WORK``), else on numba's threads."""
+    previous = numba.get_num_threads()
+    if math.prod(shape) * n_labels < _PARALLEL_WORK:
+        numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def label_groups(n_versions, n_labels):
@@ -91,17 +115,18 @@ def dual_coordinate_descent(X, Y, s, C, alpha, W, todo, eps, budget, groups, epo
             squares[k, i] = total + s * s + diagonal
     for task in numba.prange(n_versions * n_groups):
         k, first, width = _task(task, groups)
-        x, w, a = X[k], W[k, first:first + width], alpha[k, first:first + width]
-        targets = Y[:, first:first + width]
+        # Whole C-contiguous matrices, indexed at first + q: a slice would be typed as
+        # of unknown layout, and its loops would not vectorise.
+        x, w, a = X[k], W[k], alpha[k]
         typed = np.zeros(2, dtype=W.dtype)  # [0] a zero, [1] a cast, in W's dtype
         running = np.zeros(width, dtype=np.bool_)
-        active = np.zeros((width, n), dtype=np.bool_)
+        active = np.zeros((n, width), dtype=np.bool_)
         size = np.zeros(width, dtype=np.int64)
         for q in range(width):
             running[q] = todo[k, first + q] and budget[k, first + q] > 0
             for i in range(n):
-                active[q, i] = Y[i, first + q] != 0
-                size[q] += active[q, i]
+                active[i, q] = Y[i, first + q] != 0
+                size[q] += active[i, q]
         count = size.copy()
         pg_max_old = np.full(width, np.inf)
         pg_min_old = np.full(width, -np.inf)
@@ -120,30 +145,31 @@ def dual_coordinate_descent(X, Y, s, C, alpha, W, todo, eps, budget, groups, epo
                 i = order[position]
                 row = x[i]
                 for q in range(width):
-                    if not (running[q] and active[q, i]):
+                    if not (running[q] and active[i, q]):
                         continue
-                    y = np.float64(targets[i, q])
+                    label = first + q
+                    y = np.float64(Y[i, label])
                     dot = typed[0]
                     for j in range(d):
-                        dot += w[q, j] * row[j]
-                    gradient = y * (np.float64(dot) + s * w[q, d]) - 1.0 + a[q, i] * diagonal
+                        dot += w[label, j] * row[j]
+                    gradient = y * (np.float64(dot) + s * w[label, d]) - 1.0 + a[i, label] * diagonal
                     projected = gradient
-                    if a[q, i] == 0.0:
+                    if a[i, label] == 0.0:
                         if gradient > pg_max_old[q]:  # at its bound, likely to stay: shrink
-                            active[q, i] = False
+                            active[i, q] = False
                             count[q] -= 1
                             continue
                         projected = min(gradient, 0.0)
                     pg_max[q] = max(pg_max[q], projected)
                     pg_min[q] = min(pg_min[q], projected)
                     if abs(projected) > 1e-12:
-                        new = max(a[q, i] - gradient / squares[k, i], 0.0)
-                        typed[1] = (new - a[q, i]) * y
+                        new = max(a[i, label] - gradient / squares[k, i], 0.0)
+                        typed[1] = (new - a[i, label]) * y
                         step = typed[1]
-                        a[q, i] = new
+                        a[i, label] = new
                         for j in range(d):
-                            w[q, j] += step * row[j]
-                        w[q, d] += step * s
+                            w[label, j] += step * row[j]
+                        w[label, d] += step * s
             epoch += 1
             for q in range(width):
                 if not running[q]:
@@ -157,7 +183,7 @@ def dual_coordinate_descent(X, Y, s, C, alpha, W, todo, eps, budget, groups, epo
                         running[q] = False
                         continue
                     for i in range(n):  # check every sample before stopping
-                        active[q, i] = Y[i, first + q] != 0
+                        active[i, q] = Y[i, first + q] != 0
                     count[q] = size[q]
                     pg_max_old[q], pg_min_old[q] = np.inf, -np.inf
                     continue
@@ -177,7 +203,7 @@ def synchronize_weights(X, Y, s, alpha, W, todo, groups):
         total = np.zeros((width, d + 1))
         for i in range(n):
             for q in range(width):
-                weight = alpha[k, first + q, i] * Y[i, first + q]
+                weight = alpha[k, i, first + q] * Y[i, first + q]
                 if weight != 0.0 and todo[k, first + q]:
                     for j in range(d):
                         total[q, j] += weight * X[k, i, j]

@@ -90,7 +90,7 @@ _MAX_CG_ITER = 1000
 # Safeguarded Newton steps in the line search: the derivative is piecewise linear, so a
 # handful reach the exact root; bisection guarantees progress where Newton would not.
 _MAX_LINE_SEARCH_ITER = 60
-# The dual's first round stops at LIBLINEAR's own tolerance; later rounds at less.
+# The dual's first round stops at LIBLINEAR's own tolerance at the loosest.
 _FIRST_DUAL_EPS = 0.1
 # Epochs "auto" gives the dual before Newton takes over: an epoch costs about one pass
 # over X (fewer with shrinking), a cold Newton solve 120 - 290 passes, and the demo's
@@ -345,7 +345,27 @@ def _check_method(method, xp):
 
 def _minimise(problem, V, warm, tol, max_iter, method):
     """The chosen method from V (``warm``: a warm start, else zero); what
-    _truncated_newton returns, with ``n_epochs`` in the info."""
+    _truncated_newton returns, with ``n_epochs`` in the info.
+
+    Columns that are zero in every version (zero padding, h = 1, Q-B with every bit
+    erased, dead ReLU units) are left out first: their optimal weight is exactly 0, and
+    every product or epoch would still pay for them.  With no column left the problem
+    is the bias alone, a quadratic that one Newton step solves exactly, where the dual
+    would need tens of epochs over n identical samples.
+    """
+    xp = problem.xp
+    used = to_numpy(xp.any(problem.X != 0, axis=(0, 1)))
+    if not used.all():
+        rows = np.flatnonzero(np.append(used, True))  # the kept weights and the bias
+        index = xp.asarray(rows)
+        narrow = _Problem(xp.take(problem.X, index[:-1], axis=2), problem.y, problem.C,
+                          problem.s)
+        method = "newton" if method == "auto" and rows.size == 1 else method
+        V_narrow, info, overflowed = _minimise(narrow, xp.take(V, index, axis=1), warm, tol,
+                                               max_iter, method)
+        V = xp.zeros_like(V)
+        V[:, index, :] = V_narrow
+        return V, info, overflowed
     if method == "newton":
         V, info, overflowed = _truncated_newton(problem, V, tol, max_iter)
         info["n_epochs"] = np.zeros_like(info["n_iter"])
@@ -365,13 +385,21 @@ def _dual_coordinate_descent(problem, V, warm, tol, max_epochs):
 
     The dual starts at 0 (LIBLINEAR's start) or, from a warm start w, at the dual
     point its optimality conditions give, ``alpha_i = 2C max(0, 1 - y_i w . x_i)``
-    (exact at the solution).  LIBLINEAR stops its dual at a projected-gradient spread
-    ``eps`` = 0.1, which leaves the objective about 1e-4 to 1e-3 from optimal on ReLU
-    features; here every round of epochs ends at a spread ``eps`` and is followed by
-    the primal rule's check (its cost: about one epoch), and ``eps`` shrinks with the
-    distance left (the gradient fell about as fast as ``eps`` on the demo's features)
-    until the rule holds or ``max_epochs`` are spent.
+    (exact at the solution), scaled (:func:`_scale_warm_start`).  LIBLINEAR stops its
+    dual at a projected-gradient spread ``eps`` = 0.1, which left the objective up to
+    3e-3 from optimal on the demo grid; here every round of epochs ends at a spread
+    ``eps`` (:func:`_first_dual_eps`, then smaller with the distance left) and is
+    followed by the primal rule's check (its cost: about one epoch), until the rule
+    holds or ``max_epochs`` are spent.
     """
+    from dnnstress import _svm_kernels as kernels
+
+    with kernels.threads_for(problem.X.shape, problem.y.shape[1]):
+        return _dual_rounds(problem, V, warm, tol, max_epochs)
+
+
+def _dual_rounds(problem, V, warm, tol, max_epochs):
+    """The body of _dual_coordinate_descent, on the threads it chose."""
     from dnnstress import _svm_kernels as kernels
 
     X, y, C, s = problem.X, problem.y, problem.C, problem.s
@@ -381,9 +409,9 @@ def _dual_coordinate_descent(problem, V, warm, tol, max_epochs):
     shape = (n_versions, n_labels)
     if warm:
         violations = problem.hinge(problem.forward(V))
-        alpha = np.ascontiguousarray(np.swapaxes(2 * C * violations, 1, 2), np.float64)
+        alpha = (2 * C * violations).astype(np.float64)
     else:
-        alpha = np.zeros((n_versions, n_labels, problem.n_samples))
+        alpha = np.zeros((n_versions, problem.n_samples, n_labels))
     W = np.zeros((n_versions, n_labels, d + 1), dtype=X.dtype)
     groups = kernels.label_groups(n_versions, n_labels)
     todo = np.ones(shape, dtype=bool)
@@ -429,16 +457,16 @@ def _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective,
     C, s = problem.C, problem.s
     everything = np.ones(gradient_norm.shape, dtype=bool)
     half_norm = 0.5 * np.square(W, dtype=np.float64).sum(axis=2)
-    penalty = np.square(alpha).sum(axis=2) / (4 * C)
+    penalty = np.square(alpha).sum(axis=1) / (4 * C)
     curvature = 2 * (half_norm + penalty)
-    step = alpha.sum(axis=2) / np.where(curvature > 0, curvature, 1)
-    alpha *= step[:, :, None]
+    step = alpha.sum(axis=1) / np.where(curvature > 0, curvature, 1)
+    alpha *= step[:, None, :]
     W *= step[:, :, None].astype(W.dtype)  # W is linear in alpha: no new pass over X
     kernels.primal_check(X, y, s, C, W, everything, groups, gradient_norm, objective)
-    dual = alpha.sum(axis=2) - step * step * (half_norm + penalty)
+    dual = alpha.sum(axis=1) - step * step * (half_norm + penalty)
     cold = objective - dual >= C * n_used
     if cold.any():
-        alpha[cold] = 0
+        alpha[np.broadcast_to(cold[:, None, :], alpha.shape)] = 0
         W[cold] = 0
         kernels.primal_check(X, y, s, C, W, cold, groups, gradient_norm, objective)
 

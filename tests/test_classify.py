@@ -558,3 +558,24 @@ def test_cupy_auto_is_newton_and_dual_is_refused(cupy):
     assert info["n_hessian_products"] > 0 and info["n_epochs"].sum() == 0
     with pytest.raises(ValueError, match="numpy arrays"):
         fit_linear_svms(X_gpu, Y_gpu, method="dual")
+
+
+def test_zero_columns_are_left_out_and_a_bias_only_problem_goes_to_newton():
+    """Columns zero in every version get weight exactly 0 (and cost nothing); with none
+    left, "auto" solves the bias alone by Newton, whose step is exact there."""
+    rng = np.random.default_rng(24)
+    X, Y = relu_features(rng, 200, 12, 2, signal=0.8)
+    X[:, [0, 5]] = 0
+    W, b, info = fit_linear_svms(X[None], Y, tol=1e-8)
+    assert info["n_epochs"].min() > 0
+    np.testing.assert_array_equal(W[0, :, [0, 5]], 0.0)
+    kept = np.delete(np.arange(12), [0, 5])
+    W_narrow, b_narrow, _ = fit_linear_svms(X[None][:, :, kept], Y, tol=1e-8)
+    np.testing.assert_array_equal(W[0][:, kept], W_narrow[0])
+    np.testing.assert_array_equal(b, b_narrow)
+    Y_bias = np.where(np.arange(200) < 50, 1, -1)[:, None].astype(np.int8)
+    W, b, info = fit_linear_svms(np.zeros((1, 200, 3)), Y_bias)
+    assert info["n_epochs"].sum() == 0 and info["n_hessian_products"] == 1
+    # 0.5 b^2 + 50 (1 - b)^2 + 150 (1 + b)^2 is least at b = -200 / 401.
+    np.testing.assert_allclose(b[0, 0], -200 / 401, rtol=1e-12)
+    np.testing.assert_array_equal(W, 0.0)

@@ -174,8 +174,11 @@ def run_grid(args) -> dict:
                         "ours_faster": sum(s > 1 for s in speedups)})
     summary["max_ours_obj_gap"] = max(row["ours obj gap"] for row in rows)
     print(", ".join(f"{key} {value:.4g}" for key, value in summary.items()))
+    ratios = [_time_l2_normalize(features.train_x)["copy_ratio"] for _ in range(5)]
+    print(f"l2_normalize {n} x {d}, five rounds: " + ", ".join(f"{r:.2f}" for r in ratios)
+          + "x a copy")
     return {"features": str(args.features), "every": args.every, "rows": rows,
-            "summary": summary}
+            "summary": summary, "l2_normalize_copy_ratios": ratios}
 
 
 def objectives(X, Y, W, b):
