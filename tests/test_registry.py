@@ -343,14 +343,20 @@ def test_registration_refuses_what_a_sweep_could_not_account(registry):
         register_experiment(Experiment("bad", ""))
 
 
-def test_a_faiss_experiment_without_faiss_says_how_to_install_it(tmp_path, monkeypatch):
+def test_a_faiss_experiment_without_faiss_says_how_to_install_it(tmp_path, monkeypatch,
+                                                                  capsys):
     real = experiments.importlib.util.find_spec
     monkeypatch.setattr(experiments.importlib.util, "find_spec",
                         lambda name: None if name == "faiss" else real(name))
-    with pytest.raises(ImportError, match=r"experiment pq needs faiss: pip install "
+    with pytest.raises(RuntimeError, match=r"experiment pq needs faiss: pip install "
                                           r"faiss-cpu \(or pip install 'dnnstress\[peers\]'\)"):
         run_sweep(_features(), tmp_path / "out", experiments="pq")
     assert not (tmp_path / "out").exists()
+    path = _features().save(tmp_path / "f.npz")
+    assert cli.main(["sweep", str(path), "--out", str(tmp_path / "out"), "--experiments",
+                     "pcapq"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs faiss: pip install faiss-cpu" in err
 
 
 def test_rows_whose_params_disagree_with_their_typed_columns_are_refused(tmp_path):

@@ -283,6 +283,7 @@ def check_experiment(experiment: Experiment) -> None:
                                  f"tuple of default values, got {values!r}")
             for value in values:
                 _scalar(value, f"{name}.{param}")
+    # The stressor of the default configuration (widths for nominal 64-d features).
     defaults = {param: values.values(64)[0] if isinstance(values, PerWidth) else values[0]
                 for param, values in experiment.params.items()}
     defaults = experiment.complete(defaults, Context(64, 1024))
@@ -335,7 +336,8 @@ def resolve(experiments) -> tuple[Experiment, ...]:
     for experiment in chosen:
         missing = experiment.missing_modules()
         if missing:
-            raise ImportError(f"experiment {experiment.name} needs {', '.join(missing)}: "
+            # RuntimeError, as for a missing CuPy (dnnstress.devices): one line, a fix.
+            raise RuntimeError(f"experiment {experiment.name} needs {', '.join(missing)}: "
                               + "; ".join(_INSTALL.get(m, f"pip install {m}") for m in missing))
     return tuple(chosen)
 
