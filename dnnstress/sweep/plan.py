@@ -88,9 +88,8 @@ class Unit:
             else:
                 stressor = experiment.make(**spec.params).fit(inputs[0])
                 stressed = _apply(spec, stressor, *inputs, None)
-                start = (experiment.warm_start(stressor) if experiment.warm_start else
-                         keep_weights if stressed.train_x.shape[1] == inputs[0].shape[1]
-                         else None)
+                start = _warm_start(experiment, stressor, inputs[0].shape[1],
+                                    stressed.train_x.shape[1])
                 stressed.warm_start = start if stage is None else _then(stage_start, start)
             _check_bits(experiment, spec, stressed.bits_per_vector, train_x.shape[1])
             yield stressed
@@ -149,6 +148,14 @@ def _feasible(experiment: Experiment, grid: dict, context: Context) -> list[dict
         warnings.warn(f"{experiment.label}: {param.replace('_', ' ')} {values} left out: "
                       f"{reason}", UserWarning, stacklevel=3)
     return kept
+
+
+def _warm_start(experiment: Experiment, stressor, width_in: int, width_out: int):
+    """The experiment's own map of the weights, or by default the same weights where
+    the stressor keeps the width and a cold start where it does not."""
+    if experiment.warm_start is not None:
+        return experiment.warm_start(stressor)
+    return keep_weights if width_out == width_in else None
 
 
 def _then(first, second):
