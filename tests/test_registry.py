@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 from dnnstress import cli
 from dnnstress.features import FeatureSet
 from dnnstress.stress import (BinaryQuantizer, FloatCast, PCADrop, ProductQuantizer,
-                              UniformQuantizer, make_fc, make_pca_pq, make_rotated)
-from dnnstress.sweep import (COLUMNS, EXPERIMENTS, Experiment, Grid, Sweep, experiments,
-                             get_experiment, read_results, register_experiment,
-                             registered_experiments, run_sweep)
+                              UniformQuantizer, dr_schedule, make_fc, make_pca_pq,
+                              make_rotated)
+from dnnstress.sweep import (COLUMNS, EXPERIMENTS, Experiment, Grid, PerWidth, Sweep,
+                             experiments, get_experiment, read_results,
+                             register_experiment, registered_experiments, run_sweep)
 from dnnstress.sweep.experiments import Context, canonical_params
 from dnnstress.sweep.plan import plan
 from dnnstress.sweep.store import row_key
@@ -86,7 +87,7 @@ def test_paper_grid_configurations():
     n, context = 16, Context(16, 200, base_seed=7)
     grids = Grid(repeats=2, base_seed=7).params()
     dr1 = get_experiment("dr1").configurations(grids["dr1"], context)
-    counts = list(dict.fromkeys(__import__("dnnstress.stress", fromlist=["x"]).dr_schedule(n)))
+    counts = list(dict.fromkeys(dr_schedule(n)))
     assert dr1 == [{"repeat": r, "kept_dims": k, "seed": 7 + r} for r in (0, 1) for k in counts]
     q2 = get_experiment("q2").configurations({"n_levels": (3, 1, 3)}, context)
     assert q2 == [{"n_levels": 3}, {"n_levels": 1}]  # duplicates are one configuration
@@ -446,3 +447,25 @@ def test_a_row_without_a_later_parameter_takes_its_default(tmp_path, registry):
     assert read_results(tmp_path)[1]["params"] == {"mode": "plain", "scale": 1.0}
     sweep = Sweep(features, tmp_path, experiments="grows", progress=False).run()
     assert (sweep.written, sweep.skipped) == (1, 2)
+
+
+@given(st.sampled_from(["binary", "rq1", "rq2", "rbinary", "float", "pq", "q1", "fc", "dr1"]),
+       st.data())
+def test_every_configuration_of_a_grid_is_one_distinct_row_key(name, data):
+    experiment = get_experiment(name)
+    context = Context(16, 300, base_seed=data.draw(st.integers(0, 5)))
+    grid = {}
+    for param, values in experiment.params.items():
+        pool = values.values(16) if isinstance(values, PerWidth) else values
+        if param in ("n_levels", "repeat"):
+            pool = tuple(range(1, 6))
+        grid[param] = tuple(data.draw(st.lists(st.sampled_from(pool), min_size=1,
+                                               max_size=3)))
+    configurations = experiment.configurations(grid, context)
+    assert len(configurations) == math.prod(len(set(v)) for v in grid.values())
+    keys = {canonical_params(p) for p in configurations}
+    assert len(keys) == len(configurations)
+    for params in configurations:
+        assert set(params) == set(experiment.param_names)
+        if "seed" in params:
+            assert params["seed"] == context.base_seed + params["repeat"]
