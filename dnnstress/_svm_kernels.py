@@ -11,13 +11,18 @@ reference and the GPU path.
 
 Why faster than LIBLINEAR itself on dense features: rows are read as contiguous float32
 (LIBLINEAR walks (index, float64) pairs, 16 bytes per non-zero and an indirect access
-to w each; ReLU features are about half non-zero), the dot and the axpy vectorise, the labels of a group share each read of a
-sample (its row stays in the L1 cache for all of them), and the groups run in parallel
-over the cores, where LIBLINEAR solves labels one after another.
+to w each; ReLU features are about half non-zero), the dot and the axpy vectorise, the
+labels of a group share each read of a sample (its row stays in the L1 cache for all of
+them), and the groups run in parallel over the cores, where LIBLINEAR solves labels one
+after another.
 
-Layout: ``X`` (B, n, d) versions of the training set; ``Y`` (n, L) targets in {1, -1, 0}
-(0: left out of that label); ``alpha`` (B, n, L) float64 dual variables (a sample's labels side by side, as they are visited); ``W`` (B, L,
-d + 1) weights in the dtype of ``X``, the bias weight last.  A problem is a pair (version,
+Layout: ``X`` (B, n, d) versions of the training set, and optionally the same as CSR
+rows (``rows`` (B, n + 1) offsets into ``indices`` and ``values``; ``rows`` of shape
+(B, 0) means dense), which the kernels then read instead, so that on very sparse
+features (Q-B with 62 bits erased: 1 % non-zero) only the non-zeros cost; ``Y`` (n, L)
+targets in {1, -1, 0} (0: left out of that label); ``alpha`` (B, n, L) float64 dual
+variables (a sample's labels side by side, as they are visited); ``W`` (B, L, d + 1)
+weights in the dtype of ``X``, the bias weight last.  A problem is a pair (version,
 label) and only those with ``todo`` set are touched.  The labels of a version visit
 the samples in one order, drawn from a generator seeded by the version's index, and
 each label's arithmetic is its own, so results depend neither on the grouping of the
@@ -27,7 +32,6 @@ labels nor on the number of threads.
 from __future__ import annotations
 
 import contextlib
-import math
 
 import numba
 import numpy as np
@@ -38,18 +42,19 @@ _JIT = dict(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contrac
 _MULTIPLIER = np.uint64(2685821657736338717)
 
 
-# Epochs smaller than this (versions x samples x features x labels) run on one thread:
+# Epochs smaller than this (values of X read x labels) run on one thread:
 # on the shared 2-core machine the threads' synchronisation then costs more than they
 # save (demo features with 64 - 1280 columns: 1.3 - 1.5x slower on two threads).
 _PARALLEL_WORK = 1 << 25
 
 
 @contextlib.contextmanager
-def threads_for(shape, n_labels):
-    """Run the kernels on one thread while the work of an epoch on X of ``shape``
-    (B, n, d) is small (``_PARALLEL_WORK``), else on numba's threads."""
+def threads_for(values_read, n_labels):
+    """Run the kernels on one thread while the work of an epoch, ``values_read`` (the
+    values of X the kernels read: all, or the non-zeros of CSR rows) times the labels,
+    is small (``_PARALLEL_WORK``), else on numba's threads."""
     previous = numba.get_num_threads()
-    if math.prod(shape) * n_labels < _PARALLEL_WORK:
+    if values_read * n_labels < _PARALLEL_WORK:
         numba.set_num_threads(1)
     try:
         yield
@@ -76,18 +81,47 @@ def _task(task, groups):
 
 
 @numba.njit(inline="always")
+def _dot(M, r, x, i, rows, indices, values, total):
+    """``total + M[r, :d] . x_i``: sample i of dense rows ``x`` (n, d), or of CSR rows
+    (``rows``: this version's n + 1 offsets into ``indices`` and ``values``) when
+    ``rows`` is not empty."""
+    if rows.shape[0]:
+        for p in range(rows[i], rows[i + 1]):
+            total += M[r, indices[p]] * values[p]
+    else:
+        for j in range(x.shape[1]):
+            total += M[r, j] * x[i, j]
+    return total
+
+
+@numba.njit(inline="always")
+def _axpy(M, r, step, x, i, rows, indices, values):
+    """``M[r, :d] += step * x_i``, with the rows of :func:`_dot`."""
+    if rows.shape[0]:
+        for p in range(rows[i], rows[i + 1]):
+            M[r, indices[p]] += step * values[p]
+    else:
+        for j in range(x.shape[1]):
+            M[r, j] += step * x[i, j]
+
+
+@numba.njit(inline="always")
 def _random_below(state, bound):
-    """A pseudo-random integer in [0, bound) from xorshift64* (``state``: 1 uint64)."""
+    """A pseudo-random integer in [0, bound) from xorshift64* (``state``: 1 uint64),
+    by Lemire's multiply-shift (``bound`` < 2^32): a 64-bit modulo costs tens of cycles
+    per sample of every epoch."""
     x = state[0]
     x ^= x >> np.uint64(12)
     x ^= x << np.uint64(25)
     x ^= x >> np.uint64(27)
     state[0] = x
-    return np.int64((x * _MULTIPLIER) % np.uint64(bound))
+    high = (x * _MULTIPLIER) >> np.uint64(32)
+    return np.int64((high * np.uint64(bound)) >> np.uint64(32))
 
 
 @numba.njit(**_JIT)
-def dual_coordinate_descent(X, Y, s, C, alpha, W, todo, eps, budget, groups, epochs):
+def dual_coordinate_descent(X, rows, indices, values, Y, s, C, alpha, W, todo, eps, budget,
+                            groups, epochs):
     """Coordinate-descent epochs on every problem with ``todo``, LIBLINEAR's
     ``solve_l2r_l1l2_svc`` with shrinking, in place on ``alpha`` and ``W``.
 
@@ -106,18 +140,22 @@ def dual_coordinate_descent(X, Y, s, C, alpha, W, todo, eps, budget, groups, epo
     n_versions, n, d = X.shape
     n_groups = groups.shape[0] - 1
     diagonal = 0.5 / C  # the L2 loss's term of the dual Hessian's diagonal
-    squares = np.empty((n_versions, n))
+    inverse_curvature = np.empty((n_versions, n))  # 1 / Q_ii of the dual
     for k in numba.prange(n_versions):
         for i in range(n):
             total = 0.0
-            for j in range(d):
-                total += np.float64(X[k, i, j]) * X[k, i, j]
-            squares[k, i] = total + s * s + diagonal
+            if rows.shape[1]:
+                for p in range(rows[k, i], rows[k, i + 1]):
+                    total += np.float64(values[p]) * values[p]
+            else:
+                for j in range(d):
+                    total += np.float64(X[k, i, j]) * X[k, i, j]
+            inverse_curvature[k, i] = 1.0 / (total + s * s + diagonal)
     for task in numba.prange(n_versions * n_groups):
         k, first, width = _task(task, groups)
         # Whole C-contiguous matrices, indexed at first + q: a slice would be typed as
         # of unknown layout, and its loops would not vectorise.
-        x, w, a = X[k], W[k], alpha[k]
+        x, w, a, own_rows = X[k], W[k], alpha[k], rows[k]
         typed = np.zeros(2, dtype=W.dtype)  # [0] a zero, [1] a cast, in W's dtype
         running = np.zeros(width, dtype=np.bool_)
         active = np.zeros((n, width), dtype=np.bool_)
@@ -143,16 +181,14 @@ def dual_coordinate_descent(X, Y, s, C, alpha, W, todo, eps, budget, groups, epo
             pg_min[:] = np.inf
             for position in range(n):
                 i = order[position]
-                row = x[i]
                 for q in range(width):
                     if not (running[q] and active[i, q]):
                         continue
                     label = first + q
                     y = np.float64(Y[i, label])
-                    dot = typed[0]
-                    for j in range(d):
-                        dot += w[label, j] * row[j]
-                    gradient = y * (np.float64(dot) + s * w[label, d]) - 1.0 + a[i, label] * diagonal
+                    dot = _dot(w, label, x, i, own_rows, indices, values, typed[0])
+                    margin = y * (np.float64(dot) + s * w[label, d])
+                    gradient = margin - 1.0 + a[i, label] * diagonal
                     projected = gradient
                     if a[i, label] == 0.0:
                         if gradient > pg_max_old[q]:  # at its bound, likely to stay: shrink
@@ -163,12 +199,11 @@ def dual_coordinate_descent(X, Y, s, C, alpha, W, todo, eps, budget, groups, epo
                     pg_max[q] = max(pg_max[q], projected)
                     pg_min[q] = min(pg_min[q], projected)
                     if abs(projected) > 1e-12:
-                        new = max(a[i, label] - gradient / squares[k, i], 0.0)
+                        new = max(a[i, label] - gradient * inverse_curvature[k, i], 0.0)
                         typed[1] = (new - a[i, label]) * y
                         step = typed[1]
                         a[i, label] = new
-                        for j in range(d):
-                            w[label, j] += step * row[j]
+                        _axpy(w, label, step, x, i, own_rows, indices, values)
                         w[label, d] += step * s
             epoch += 1
             for q in range(width):
@@ -192,7 +227,7 @@ def dual_coordinate_descent(X, Y, s, C, alpha, W, todo, eps, budget, groups, epo
 
 
 @numba.njit(**_JIT)
-def synchronize_weights(X, Y, s, alpha, W, todo, groups):
+def synchronize_weights(X, rows, indices, values, Y, s, alpha, W, todo, groups):
     """``W = sum_i alpha_i y_i x_i`` afresh for every problem with ``todo``, summed in
     float64: the epochs' updates in W's dtype drift from it (by about 1e-5 of W in
     float32 after tens of epochs), and the dual is only solved for this ``W``."""
@@ -205,8 +240,7 @@ def synchronize_weights(X, Y, s, alpha, W, todo, groups):
             for q in range(width):
                 weight = alpha[k, i, first + q] * Y[i, first + q]
                 if weight != 0.0 and todo[k, first + q]:
-                    for j in range(d):
-                        total[q, j] += weight * X[k, i, j]
+                    _axpy(total, q, weight, X[k], i, rows[k], indices, values)
                     total[q, d] += weight * s
         for q in range(width):
             if todo[k, first + q]:
@@ -215,7 +249,8 @@ def synchronize_weights(X, Y, s, alpha, W, todo, groups):
 
 
 @numba.njit(**_JIT)
-def primal_check(X, Y, s, C, W, todo, groups, gradient_norm, objective):
+def primal_check(X, rows, indices, values, Y, s, C, W, todo, groups, gradient_norm,
+                 objective):
     """The primal objective ``0.5 ||w||^2 + C sum_i max(0, 1 - y_i w . x_i)^2`` and the
     norm of its gradient at ``W`` of every problem with ``todo``, in float64: the
     stopping rule judges the weights returned, not the dual's view of them."""
@@ -235,15 +270,12 @@ def primal_check(X, Y, s, C, W, todo, groups, gradient_norm, objective):
                 y = np.float64(Y[i, first + q])
                 if y == 0 or not todo[k, first + q]:
                     continue
-                dot = s * weights[q, d]
-                for j in range(d):
-                    dot += weights[q, j] * X[k, i, j]
+                dot = _dot(weights, q, X[k], i, rows[k], indices, values, s * weights[q, d])
                 violation = 1.0 - y * dot
                 if violation > 0:
                     loss[q] += violation * violation
                     step = -2.0 * C * y * violation
-                    for j in range(d):
-                        gradient[q, j] += step * X[k, i, j]
+                    _axpy(gradient, q, step, X[k], i, rows[k], indices, values)
                     gradient[q, d] += step * s
         for q in range(width):
             if todo[k, first + q]:

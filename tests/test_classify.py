@@ -498,8 +498,8 @@ def test_dual_and_newton_reach_the_same_solution(dtype, tol):
     np.testing.assert_allclose(dual["objective"], newton["objective"], rtol=10 * tol)
     for k in range(2):
         for label in range(4):
-            written_out = objective(W_dual[k, label].astype(np.float64), float(b_dual[k, label]),
-                                    batch[k], Y[:, label])
+            written_out = objective(W_dual[k, label].astype(np.float64),
+                                    float(b_dual[k, label]), batch[k], Y[:, label])
             np.testing.assert_allclose(dual["objective"][k, label], written_out, rtol=1e-10)
 
 
@@ -510,8 +510,8 @@ def test_dual_results_do_not_depend_on_the_label_groups(monkeypatch):
     from dnnstress import _svm_kernels
     results = []
     for n_groups in (1, 2, 5):
-        monkeypatch.setattr(_svm_kernels, "label_groups", lambda B, L, g=n_groups: np.linspace(
-            0, L, g + 1).round().astype(np.int64))
+        monkeypatch.setattr(_svm_kernels, "label_groups", lambda B, L, g=n_groups: (
+            np.linspace(0, L, g + 1).round().astype(np.int64)))
         results.append(fit_linear_svms(X[None], Y, method="dual"))
     for W, b, info in results[1:]:
         np.testing.assert_array_equal(W, results[0][0])
@@ -546,7 +546,7 @@ def test_dual_out_of_epochs_reports_not_converged():
 
 def test_bad_method_is_refused():
     X, Y = relu_features(np.random.default_rng(21), 20, 5, 1, signal=1.0)
-    with pytest.raises(ValueError, match=r"method must be one of \('auto', 'newton', 'dual'\)"):
+    with pytest.raises(ValueError, match=r"must be one of \('auto', 'newton', 'dual'\)"):
         fit_linear_svms(X[None], Y, method="primal")
 
 
@@ -579,3 +579,27 @@ def test_zero_columns_are_left_out_and_a_bias_only_problem_goes_to_newton():
     # 0.5 b^2 + 50 (1 - b)^2 + 150 (1 + b)^2 is least at b = -200 / 401.
     np.testing.assert_allclose(b[0, 0], -200 / 401, rtol=1e-12)
     np.testing.assert_array_equal(W, 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_rows_give_the_dense_solution(monkeypatch, dtype):
+    """The dual kernels read very sparse features as CSR rows: the same problem, so the
+    same solution (to rounding: the sums skip the zeros) and LIBLINEAR's objective."""
+    rng = np.random.default_rng(25)
+    X, Y = relu_features(rng, 300, 40, 3, signal=0.8)
+    X = l2_normalize(np.where(rng.random(X.shape) < 0.08, X + 0.1, 0.0)).astype(dtype)
+    batch = np.stack([X, np.roll(X, 1, axis=0)])
+    found = {}
+    for name, density in (("dense", 0.0), ("csr", 1.0)):
+        monkeypatch.setattr(classify, "_SPARSE_DENSITY", density)
+        tol = 1e-5 if dtype == np.float32 else 1e-8  # float32's floor is near 1e-6
+        found[name] = fit_linear_svms(batch, Y, tol=tol, method="dual")
+        assert found[name][2]["converged"].all()
+    dense, csr = found["dense"], found["csr"]
+    assert dense[2]["n_epochs"].min() > 0 and csr[2]["n_epochs"].min() > 0
+    np.testing.assert_allclose(csr[0], dense[0], atol=1e-4)
+    np.testing.assert_allclose(csr[2]["objective"], dense[2]["objective"], rtol=1e-6)
+    for label in range(3):
+        w_ref, b_ref = liblinear(X, Y[:, label])
+        ref = objective(w_ref, b_ref, X, Y[:, label])
+        assert abs(csr[2]["objective"][0, label] - ref) <= 1e-3 * ref

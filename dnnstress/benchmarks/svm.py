@@ -114,7 +114,7 @@ def run(args) -> dict:
 
 
 def run_grid(args) -> dict:
-    """Ours against LIBLINEAR's dual on the demo grid of a features file (``--features``)."""
+    """Ours against LIBLINEAR's dual on the demo grid of a features file (--features)."""
     from dnnstress.commands.demo import DEMO_GRID
     from dnnstress.features import FeatureSet
     from dnnstress.sweep import EXPERIMENTS
