@@ -127,6 +127,7 @@ def run_grid(args) -> dict:
     Y = np.where(features.train_y[:, None] == classes, 1, -1).astype(np.int8)
     n, d = features.train_x.shape
     units = plan(EXPERIMENTS, DEMO_GRID, d, n)
+    _compile_solver()
     pending = {spec.key for unit in units for spec in unit.specs}
     print(f"{args.features}: {n} x {d}, {classes.size} classes; demo grid, {len(pending)} "
           f"configurations, every {args.every}")
@@ -179,6 +180,20 @@ def run_grid(args) -> dict:
           + "x a copy")
     return {"features": str(args.features), "every": args.every, "rows": rows,
             "summary": summary, "l2_normalize_copy_ratios": ratios}
+
+
+def _compile_solver():
+    """Fit tiny problems of every kind the grid meets (float32 and float64, dense and
+    sparse rows) so that numba's compilation, once per process where its cache is
+    cold, is not timed as the first such configuration's training."""
+    rng = np.random.default_rng(0)
+    Y = np.where(rng.random((40, 2)) < 0.5, 1, -1).astype(np.int8)
+    dense = rng.random((40, 20)) + 0.1
+    sparse = np.zeros((40, 20))
+    sparse[np.arange(40), np.arange(40) % 20] = 1.0  # 5 % non-zero: CSR rows
+    for X in (dense, sparse):
+        for dtype in (np.float32, np.float64):
+            fit_linear_svms(X.astype(dtype)[None], Y)
 
 
 def objectives(X, Y, W, b):
