@@ -83,32 +83,34 @@ def _search(queries, database, k, block_rows):
 
 
 def _top_k(block_scores, k):
-    """Top ``k`` of every row of a score block, ordered by (score desc, index asc)."""
+    """Top ``k`` of every row of a score block, ordered by (score desc, index asc).
+
+    One selection pass finds every row's k-th score; the positions at or above it are
+    then read in column order, so sorting their scores stably settles the ties by index.
+    A row where more than k scores reach the k-th keeps the tied ones of lowest index.
+    (An argpartition of positions costs twice the selection of values, and picks
+    arbitrarily among ties.)
+    """
     xp = array_namespace(block_scores)
     n_rows, n_cols = block_scores.shape
-    if k < n_cols:
-        candidates = xp.argpartition(block_scores, n_cols - k, axis=1)[:, n_cols - k:]
-        # argpartition picks arbitrarily among scores equal to the k-th: a row where more
-        # than k scores reach it is ranked in full instead (rare on real features).
-        kth = xp.min(xp.take_along_axis(block_scores, candidates, axis=1), axis=1)
-        tied = xp.nonzero(xp.count_nonzero(block_scores >= kth[:, None], axis=1) > k)[0]
-        if tied.size:
-            candidates[tied] = _ranked(block_scores[tied], xp.arange(n_cols))[:, :k]
-    else:
+    if k == n_cols:
         candidates = xp.broadcast_to(xp.arange(n_cols), (n_rows, n_cols))
-    ranked = _ranked(xp.take_along_axis(block_scores, candidates, axis=1), candidates)
-    indices = xp.take_along_axis(candidates, ranked, axis=1)
+    else:
+        kth = xp.partition(block_scores, n_cols - k, axis=1)[:, n_cols - k, None]
+        chosen = block_scores >= kth
+        tied = xp.nonzero(xp.count_nonzero(chosen, axis=1) > k)[0]
+        if tied.size:  # rare on real features: keep the first of the scores equal to kth
+            scores, bound = block_scores[tied], kth[tied]
+            above = scores > bound
+            equal = scores == bound
+            wanted = k - xp.count_nonzero(above, axis=1)
+            chosen[tied] = above | (equal & (xp.cumsum(equal, axis=1) <= wanted[:, None]))
+        starts = xp.arange(n_rows, dtype=xp.int64)[:, None] * n_cols
+        candidates = xp.reshape(xp.flatnonzero(chosen), (n_rows, k)) - starts
+    order = xp.argsort(-xp.take_along_axis(block_scores, candidates, axis=1), axis=1,
+                       kind="stable")
+    indices = xp.take_along_axis(candidates, order, axis=1)
     return indices, xp.take_along_axis(block_scores, indices, axis=1)
-
-
-def _ranked(scores, indices):
-    """Positions sorting every row of ``scores`` by (score desc, ``indices`` asc)."""
-    xp = array_namespace(scores)
-    indices = xp.broadcast_to(indices, scores.shape)
-    by_index = xp.argsort(indices, axis=1)
-    by_score = xp.argsort(-xp.take_along_axis(scores, by_index, axis=1), axis=1,
-                          kind="stable")
-    return xp.take_along_axis(by_index, by_score, axis=1)
 
 
 def retrieval_scores(train, test, stressed_train, stressed_test, y_train=None, y_test=None,
