@@ -352,3 +352,185 @@ def test_a_constant_dimension_far_from_a_test_value_is_not_nan():
     q = UniformQuantizer(4).fit(np.full((2, 1), 3e38, np.float32))
     out = q.transform(np.array([[-3e38], [0.0]], np.float32))
     np.testing.assert_array_equal(out, np.float32([[3e38], [3e38]]))
+
+
+# --- calibrated ranges: quantile and mean -+ k std (issue 9, section 2) ----------------
+
+def naive_range(train, per_dimension, range_, arg):
+    """The calibrated range transcribed with numpy's percentile, mean, std and clip."""
+    train = train.astype(np.float64)
+    axis = 0 if per_dimension else None
+    low, high = train.min(axis=axis), train.max(axis=axis)
+    if range_ == "quantile":
+        below, above = np.percentile(train, [100 * arg, 100 * (1 - arg)], axis=axis)
+    elif range_ == "std":
+        mean, std = train.mean(axis=axis), train.std(axis=axis)
+        below, above = mean - arg * std, mean + arg * std
+    else:
+        below, above = low, high
+    low, high = np.clip(below, low, high), np.clip(above, low, high)
+    d = train.shape[1]
+    return np.broadcast_to(low, d), np.broadcast_to(high, d)
+
+
+def paper_quantizer(test, low, high, h):
+    """Paper Sec. 2.2 on the range [low, high]: centres low + st/2 + st*i, nearest one;
+    returns the centres and, per value, those at the minimal distance up to rounding."""
+    test = test.astype(np.float64)
+    step = (high - low) / h
+    centres = low[:, None] + step[:, None] / 2 + step[:, None] * np.arange(h)  # (d, h)
+    distance = np.abs(test[:, :, None] - centres[None])
+    slack = 1e-9 * (np.abs(test) + (high - low) + 1)[..., None]
+    return centres, distance <= distance.min(axis=2, keepdims=True) + slack
+
+
+calibrations = st.one_of(
+    st.just(("minmax", {})),
+    st.sampled_from([0.0, 0.001, 0.05, 0.25, 0.49]).map(lambda q: ("quantile", {"quantile": q})),
+    st.sampled_from([0.1, 1.0, 2.5, 100.0]).map(lambda k: ("std", {"n_std": k})))
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=train_test(), h=levels, per_dimension=st.booleans(), calibration=calibrations)
+def test_calibrated_ranges_match_a_naive_transcription(data, h, per_dimension, calibration):
+    train, test = data
+    range_, kwargs = calibration
+    q = UniformQuantizer(h, per_dimension, range=range_, **kwargs).fit(train)
+    low, high = naive_range(train, per_dimension, range_, next(iter(kwargs.values()), None))
+    scale = np.abs(train).max() + 1
+    np.testing.assert_allclose(q.data_min_, low, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(q.data_max_, high, rtol=0, atol=1e-12 * scale)
+    ours = q.transform(test)
+    centres, near_best = paper_quantizer(test, q.data_min_, q.data_max_, h)
+    hit = np.abs(ours[..., None] - centres[None]) <= 16 * np.finfo(float).eps * scale
+    assert (hit & near_best).any(axis=2).all()  # the nearest centre; outside: an end one
+    codes = q.encode(test)
+    assert codes.min() >= 0 and codes.max() < h
+    np.testing.assert_array_equal(q.transform(ours), ours)  # idempotent on its output
+    np.testing.assert_array_equal(q.decode(codes, dtype=test.dtype), ours)
+    np.testing.assert_array_equal(q.unpack(q.pack(test), dtype=test.dtype), ours)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=train_test(np.float32), h=levels, per_dimension=st.booleans())
+def test_minmax_is_the_default_and_quantile_zero_is_minmax(data, h, per_dimension):
+    train, test = data
+    default = UniformQuantizer(h, per_dimension).fit(train)
+    for same in (UniformQuantizer(h, per_dimension, range="minmax"),
+                 UniformQuantizer(h, per_dimension, range="quantile", quantile=0)):
+        same.fit(train)
+        np.testing.assert_array_equal(same.data_min_, default.data_min_)
+        np.testing.assert_array_equal(same.step_, default.step_)
+        np.testing.assert_array_equal(same.transform(test), default.transform(test))
+    # The range is still the exact training min and max: minmax results are the paper's.
+    np.testing.assert_array_equal(default.data_max_, np.broadcast_to(
+        train.max(axis=0) if per_dimension else train.max(), train.shape[1]))
+
+
+def test_calibrated_ranges_hand_computed():
+    train = np.arange(101.0)[:, None]  # 0 .. 100
+    # Quantiles 0.01 and 0.99 of 0 .. 100 are 1 and 99: step 24.5, centres 13.25 ...
+    q = UniformQuantizer(4, True, range="quantile", quantile=0.01).fit(train)
+    test = np.array([[0.0], [14.0], [51.0], [99.0], [1e6]])
+    np.testing.assert_array_equal(q.transform(test).ravel(), [13.25, 13.25, 62.25, 86.75, 86.75])
+    np.testing.assert_array_equal(q.encode(test).ravel(), [0, 0, 2, 3, 3])
+    # -2 .. 2: mean 0, std sqrt(2); one std: centres -+ sqrt(2) / 2, 10 std: clipped to -+2.
+    train = np.array([[-2.0], [-1.0], [0.0], [1.0], [2.0]])
+    one = UniformQuantizer(2, range="std", n_std=1).fit(train)
+    np.testing.assert_allclose(one.transform(np.array([[-5.0], [0.5]])).ravel(),
+                               [-np.sqrt(0.5), np.sqrt(0.5)], rtol=1e-15)
+    ten = UniformQuantizer(2, range="std", n_std=10).fit(train)
+    np.testing.assert_array_equal(ten.transform(np.array([[-5.0], [0.5]])).ravel(), [-1, 1])
+    assert UniformQuantizer(4, range="quantile").fit(train).quantile is None  # unchanged
+    np.testing.assert_allclose(UniformQuantizer(4, range="quantile").fit(train).data_min_,
+                               np.quantile(train, 0.001))  # the default quantile
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("calibration", [{"range": "minmax"}, {"range": "quantile"},
+                                         {"range": "quantile", "quantile": 0.3},
+                                         {"range": "std"}, {"range": "std", "n_std": 0.5}])
+def test_a_constant_or_single_row_training_set_is_reproduced_not_zeroed(calibration, dtype):
+    row = np.array([[0.7, -3.0, 1e-3, 0.0, 0.1]], dtype=dtype)
+    test = np.random.default_rng(5).standard_normal((6, 5)).astype(dtype)
+    for train in (row, np.repeat(row, 7, axis=0)):
+        q2 = UniformQuantizer(27, per_dimension=True, **calibration).fit(train)
+        np.testing.assert_array_equal(q2.step_, 0.0)
+        np.testing.assert_array_equal(q2.transform(train), train)  # exactly, never 0
+        np.testing.assert_array_equal(q2.transform(test), np.repeat(row, 6, axis=0))
+        np.testing.assert_array_equal(q2.unpack(q2.pack(test)), np.repeat(row, 6, axis=0))
+        # Q-1 over one row spans its values: distinct codes, values within half a bin.
+        q1 = UniformQuantizer(27, **calibration).fit(train)
+        assert len(np.unique(q1.encode(train))) > 1
+        bound = q1.step_ / 2 + 1e-6 * np.abs(train)
+        assert (np.abs(q1.transform(train) - train) <= bound).all() or \
+            calibration["range"] != "minmax"
+    # A training set whose every value is the same: Q-1 reproduces that value too.
+    same = np.full((3, 5), -2.5, dtype=dtype)
+    q1 = UniformQuantizer(4, **calibration).fit(same)
+    np.testing.assert_array_equal(q1.transform(test), np.full_like(test, -2.5))
+
+
+@pytest.mark.parametrize("params, error, message", [
+    ({"range": "max"}, ValueError, "range must be one of 'minmax', 'quantile', 'std'"),
+    ({"range": None}, ValueError, "range must be one of"),
+    ({"quantile": 0.01}, ValueError, "quantile=0.01 is used only with range='quantile'"),
+    ({"range": "std", "quantile": 0.01}, ValueError, "used only with range='quantile'"),
+    ({"range": "quantile", "n_std": 2}, ValueError, "n_std=2 is used only with range='std'"),
+    ({"range": "quantile", "quantile": 0.5}, ValueError, r"quantile must be in \[0, 0.5\)"),
+    ({"range": "quantile", "quantile": -0.1}, ValueError, r"quantile must be in \[0, 0.5\)"),
+    ({"range": "quantile", "quantile": np.nan}, ValueError, "quantile must be in"),
+    ({"range": "quantile", "quantile": "1%"}, TypeError, "quantile must be a real number"),
+    ({"range": "quantile", "quantile": True}, TypeError, "quantile must be a real number"),
+    ({"range": "std", "n_std": 0}, ValueError, "n_std must be a positive finite"),
+    ({"range": "std", "n_std": np.inf}, ValueError, "n_std must be a positive finite"),
+    ({"range": "std", "n_std": [3]}, TypeError, "n_std must be a real number"),
+])
+def test_bad_range_parameters_are_named_in_fit(params, error, message):
+    q = UniformQuantizer(4, per_dimension=True, **params)  # __init__ only stores them
+    with pytest.raises(error, match=message):
+        q.fit(np.random.default_rng(0).standard_normal((10, 3)))
+    assert not hasattr(q, "step_")
+
+
+@pytest.fixture
+def faiss():
+    return pytest.importorskip("faiss", reason="faiss-cpu not installed (pip install faiss-cpu)")
+
+
+def test_quantile_range_and_codes_equal_faiss_scalar_quantizer(faiss):
+    """faiss's QT_8bit with RS_quantiles takes sorted[int(q n)] and sorted[n - 1 - int(q n)]
+    per dimension; where q (n - 1) is an integer that is numpy's linear quantile too.  Its
+    8-bit codec, floor(255 (x - lo) / (hi - lo)), is our h = 255 up to bin boundaries
+    (ours send an exact tie down) and its extra code 255 for x >= hi (ours: 254)."""
+    rng = np.random.default_rng(11)
+    train = (rng.standard_normal((101, 8)) * rng.uniform(0.1, 10, 8)).astype(np.float32)
+    test = (rng.standard_normal((500, 8)) * 1.5 * rng.uniform(0.1, 10, 8)).astype(np.float32)
+    sq = faiss.ScalarQuantizer(8, faiss.ScalarQuantizer.QT_8bit)
+    sq.rangestat, sq.rangestat_arg = faiss.ScalarQuantizer.RS_quantiles, 0.01
+    sq.train(train)
+    trained = faiss.vector_to_array(sq.trained)
+    ours = UniformQuantizer(255, per_dimension=True, range="quantile", quantile=0.01).fit(train)
+    np.testing.assert_array_equal(ours.data_min_, trained[:8])
+    np.testing.assert_allclose(ours.data_max_ - ours.data_min_, trained[8:], rtol=1e-6)
+    theirs = sq.compute_codes(test).astype(int)
+    t = (test - ours.data_min_) / ours.step_
+    away = np.abs(t - np.round(t)) > 1e-3  # not within rounding of a bin boundary
+    mine = ours.encode(test).astype(int)
+    np.testing.assert_array_equal(mine[away], np.minimum(theirs, 254)[away])
+    assert away.mean() > 0.99 and (theirs == 0).any() and (theirs == 255).any()
+
+
+@pytest.mark.parametrize("calibration", [{"range": "quantile", "quantile": 0.05},
+                                         {"range": "std", "n_std": 1.5}])
+@pytest.mark.parametrize("per_dimension", [False, True])
+def test_calibrated_ranges_on_every_backend(xp, calibration, per_dimension):
+    X = np.random.default_rng(13).standard_normal((64, 33)).astype(np.float32)
+    host = UniformQuantizer(9, per_dimension, **calibration).fit(X)
+    device = UniformQuantizer(9, per_dimension, **calibration).fit(xp.asarray(X))
+    # Quantile interpolation and reductions may round differently on the GPU.
+    np.testing.assert_allclose(to_numpy(device.data_min_), host.data_min_, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(device.data_max_), host.data_max_, rtol=1e-12)
+    out = to_numpy(device.transform(xp.asarray(X)))
+    assert (np.abs(out - host.transform(X)) <= 1e-5).mean() > 0.99
+    np.testing.assert_array_equal(to_numpy(device.decode(device.encode(xp.asarray(X)))), out)

@@ -3,7 +3,9 @@
 ``UniformQuantizer(h)`` is Q-1 (one range for all values), ``UniformQuantizer(h,
 per_dimension=True)`` is Q-2 (a range per dimension).  Both learn the range on the
 training set, split it into ``h`` equal bins and replace every value by the nearest bin
-centre; test values outside the training range clamp to the first or last centre.
+centre; test values outside the range clamp to the first or last centre.  The range is
+the training min and max (``range="minmax"``, the paper) or a calibrated one that clips
+outliers (``"quantile"``, ``"std"``; see :mod:`dnnstress.stress._ranges`).
 
 The compressed form is real: ``encode`` gives the integer codes and ``pack`` a dense
 bit stream of ``ceil(log2 h)`` bits per value, each row padded to whole bytes, so
@@ -14,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnstress._array import array_namespace, astype_exact, check_count, is_cupy_array
-from dnnstress.stress import _uniform
+from dnnstress._array import array_namespace, check_count, is_cupy_array
+from dnnstress.stress import _ranges, _uniform
 from dnnstress.stress.accounting import bits_for_levels
 from dnnstress.stress.base import Stressor, like
 
@@ -39,16 +41,25 @@ class UniformQuantizer(Stressor):
     n_levels : int
         Number of values ``h`` each dimension may take, 1 to 65536 (not a bool).
     per_dimension : bool, default False
-        False is the paper's Q-1 (the global training min and max); True is Q-2 (each
-        dimension's own training min and max).
+        False is the paper's Q-1 (one range for all values); True is Q-2 (each
+        dimension's own range).
+    range : {"minmax", "quantile", "std"}, default "minmax"
+        "minmax" is the paper's training min and max.  "quantile" clips at the
+        ``quantile`` and ``1 - quantile`` training quantiles, "std" at the mean -+
+        ``n_std`` standard deviations; both stay inside the training min and max.
+    quantile : float in [0, 0.5), default None (0.001 with range="quantile")
+        Fraction of the training values clipped at each end; only with "quantile".
+    n_std : float > 0, default None (3.0 with range="std")
+        Half-width of the range in standard deviations; only with "std".
 
     Attributes
     ----------
     data_min_, data_max_ : array of shape (n_features,), float64
-        Training range of every dimension (Q-1 repeats the global range).
+        Ends of the range every dimension is quantized over (Q-1 repeats one range):
+        the training min and max for "minmax", the calibrated ends otherwise.
     step_ : array of shape (n_features,), float64
-        Bin width ``(max - min) / h``; 0 for a dimension constant on the training set,
-        which then maps every value to that constant.
+        Bin width ``(data_max_ - data_min_) / h``; 0 for a range of width 0, whose
+        dimension then maps every value to that one value.
     n_levels_ : int
         The ``h`` the ranges were split into (``set_params`` after ``fit`` changes
         nothing until the next ``fit``).
@@ -60,6 +71,13 @@ class UniformQuantizer(Stressor):
 
     Notes
     -----
+    A range of width 0 (a dimension constant on the training set, every dimension of a
+    single training row under Q-2, or a quantile range inside a run of equal values)
+    reproduces its value exactly, for every range: all ``h`` levels are that value, its
+    code is 0, and test values decode to it, never to 0 or NaN.  (sentence-transformers'
+    int8, calibrated on one embedding, divides by the zero step and returns zeros.)
+    Values outside the range, below or above, take the first or last level.
+
     The range is fitted in float64 (exactly: min and max need no rounding) and the
     arithmetic runs in the input's type.  ``fit`` refuses a training range wider than
     that type can hold (``max - min`` above about 3.4e38 for float32, or infinite):
@@ -79,14 +97,19 @@ class UniformQuantizer(Stressor):
     [0.25, 0.75, 0.75]
     """
 
-    def __init__(self, n_levels, per_dimension=False):
+    def __init__(self, n_levels, per_dimension=False, range="minmax", quantile=None,
+                 n_std=None):
         self.n_levels = n_levels
         self.per_dimension = per_dimension
+        self.range = range
+        self.quantile = quantile
+        self.n_std = n_std
 
     def fit(self, X, y=None):
         self._validate_fit_input(X)
         h = check_count(self.n_levels, "n_levels", 1, _uniform.MAX_LEVELS)
-        low, high = _training_range(X, self.per_dimension)
+        arg = _ranges.calibration(self.range, self.quantile, self.n_std)
+        low, high = _ranges.fitted_range(X, self.per_dimension, self.range, arg)
         _check_range_fits(low, high, _computed_in(X.dtype))
         self.n_levels_ = h
         self.data_min_, self.data_max_ = low, high
@@ -190,21 +213,6 @@ def _computed_in(dtype):
 
 def _in_computed_dtype(X):
     return X if _computed_in(X.dtype) == X.dtype else X.astype(_computed_in(X.dtype))
-
-
-def _training_range(X, per_dimension: bool):
-    """Training min and max per dimension, as float64 (d,) arrays on X's backend.
-
-    Exact: min and max pick values, and float32 -> float64 is exact, done on the GPU by
-    our own kernel since CuPy's reductions and casts flush float32 subnormals.
-    """
-    xp = array_namespace(X)
-    if is_cupy_array(X):
-        X = astype_exact(X, np.float64)
-    if per_dimension:
-        return xp.min(X, axis=0).astype(np.float64), xp.max(X, axis=0).astype(np.float64)
-    d = X.shape[1]
-    return xp.full(d, float(xp.min(X))), xp.full(d, float(xp.max(X)))
 
 
 def _check_range_fits(low, high, dtype) -> None:
