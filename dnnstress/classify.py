@@ -33,9 +33,10 @@ product of every problem is two matrix-matrix products with the shared X, ``X @ 
 those narrow products run at a few GB/s and a solve takes 120 - 290 passes over X, so
 numpy input is solved first by dual coordinate descent (LIBLINEAR's dual solver,
 compiled: dnnstress._svm_kernels), which needs 40 - 60 cache-friendly epochs on the
-demo's features, all labels sharing each read of a sample; it measured 1.5 - 4x faster
-than LIBLINEAR's own dual solver on every sampled configuration of the demo grid, at a
-tighter objective (bench/RESULTS.md, 2026-12-02).  Its rounds end with the primal rule's
+demo's features, all labels sharing each read of a sample; it measured faster than
+LIBLINEAR's own dual solver on 186 of the demo grid's 187 configurations (median 4x;
+the exception: Q-B with 62 of 64 bits erased), at a lower objective on every one
+(bench/RESULTS.md, 2026-12-02).  Its rounds end with the primal rule's
 check below, so both methods stop at the same accuracy; problems the dual leaves
 unsolved after its epoch budget go on with Newton from its weights.  The Newton method:
 
