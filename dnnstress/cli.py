@@ -16,7 +16,8 @@ import warnings
 from dnnstress import __version__
 from dnnstress.commands._common import thread_limits
 
-_COMMANDS = ("demo", "extract", "models", "data", "sweep", "report", "bench", "doctor")
+_COMMANDS = ("demo", "extract", "models", "data", "sweep", "campaign", "report", "bench",
+             "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from dnnstress.commands._common import (add_json_argument, add_out_argument,
                                         _positive_int, params_of, show_progress,
                                         write_json)
 from dnnstress.classify import SOLVERS
+from dnnstress.commands.campaign import add_cluster_arguments
 from dnnstress.sweep import (EXPERIMENTS, Grid, PerWidth, describe, get_experiment,
                              parse_experiments, parse_int_list, registered_experiments)
 from dnnstress.devices import DEVICES
@@ -69,6 +70,7 @@ def add_parser(subparsers):
     parser.add_argument("--batch", type=_batch_argument, default="auto",
                         help="configurations trained per solver call, or 'auto' (8 on "
                              "cuda, 1 on cpu) (default %(default)s)")
+    add_cluster_arguments(parser)
     add_threads_argument(parser)
     add_quiet_argument(parser)
     add_json_argument(parser, what="a summary of the run (rows written and skipped, "
@@ -176,7 +178,8 @@ def run(args) -> int:
                       grid=grid_from_args(args), device=args.device,
                       normalize=args.normalize, progress=show_progress(args),
                       ap_method=args.ap_method, solver=args.solver,
-                      batch=args.batch, params=params_from_args(args)).run()
+                      batch=args.batch, params=params_from_args(args),
+                      scheduler=args.scheduler, workers=args.workers).run()
         print(f"{sweep.written} row(s) written, {sweep.skipped} already present, "
               f"{sweep.seconds:.1f} s -> {sweep.results_path}")
     write_json(args, "sweep", params_of(args), sweep_summary(sweep))
