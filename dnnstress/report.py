@@ -1,14 +1,19 @@
-"""The report of a sweep: Table 3, the paper's figures and the headline compression.
+"""The report of a sweep: Table 3, the paper's figures, the headline compression and
+the rate-score frontier.
 
 :func:`write_report` reads ``DIR/results.csv`` (and ``DIR/sweep.json`` if present) and
 writes, next to them, ``table3.md``, ``table3.csv`` and one PNG per figure whose
-experiments the sweep ran.  The authors' published curves (VGG-M on VOC 2007, the
-paper's base setup, shipped with the package) are drawn dashed beside ours.
+experiments the sweep ran (Table 3 and those figures need the paper's experiments), and
+for each score column of the sweep a rate-score figure ``rate_score_COLUMN.png`` and its
+frontier table ``frontier_COLUMN.csv/.json/.md`` (:mod:`dnnstress.frontier`), whatever
+the experiments.  The authors' published curves (VGG-M on VOC 2007, the paper's base
+setup, shipped with the package) are drawn dashed beside ours.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +21,8 @@ from pathlib import Path
 from dnnstress import authors as authors_results
 from dnnstress.datasets import dataset_info
 from dnnstress.figures import fig2_dimensionality, fig4_quantization, \
-    fig5_feature_compression, fig_qb, paper_label, save_figure
+    fig5_feature_compression, fig_qb, fig_rate_score, paper_label, save_figure
+from dnnstress.frontier import rate_score_frontier
 from dnnstress.stress.accounting import bits_for_levels
 from dnnstress.sweep import read_results
 from dnnstress.sweep.store import row_key
@@ -25,6 +31,9 @@ from dnnstress.table3 import EXPERIMENT_NAMES, LOSSES, baseline_score, qb_bits_k
 
 HEADLINE_LOSS = 0.01  # the paper's headline: 98.4 % compression for 0.88 % of the score
 PAPER_SETUP = ("VGG-M", "VOC 2007")
+# The budgets the summary names the frontier's best configuration for (bits per dimension).
+BUDGETS = (1, 2, 4)
+_TABLE3_EXPERIMENTS = ("dr1", "dr2", "q1", "q2", "qb", "fc")
 
 # figure file -> (function, experiments it needs at least one of)
 _FIGURES = {
@@ -54,8 +63,11 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
     dict
         ``baseline_score``, ``metric``, ``n_features``, ``headline`` (one line, the best
         compression within 1 % of the score), ``best`` (per experiment, its Table 3 cell
-        within 1 %, as dicts: the headline picks among them), ``table3`` (its records),
-        ``files`` (paths written), ``paper`` (the overlay's label or None), ``setup``
+        within 1 %, as dicts: the headline picks among them), ``table3`` (its records;
+        empty, and the headline None, without the paper's experiments), ``frontiers``
+        (per score column, the frontier's records), ``best_within`` (per score column,
+        the best configuration within 1, 2 and 4 bits per dimension), ``files`` (paths
+        written), ``paper`` (the overlay's label or None), ``setup``
         (:func:`setup_text`, the figures' subtitle), ``metadata`` (sweep.json) and
         ``duplicates`` (rows left out, see Warns).
 
@@ -63,7 +75,8 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
     -----
     UserWarning
         When ``results.csv`` repeats a row key (experiment, parameters, repeat): only the
-        first of each is used, so that no point weighs twice in a mean.
+        first of each is used, so that no point weighs twice in a mean; when a score
+        column other than ``score`` has no values or a baseline of 0 (no frontier).
     """
     directory = Path(directory)
     if not (directory / "results.csv").is_file():
@@ -78,26 +91,35 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
     metadata = _read_metadata(directory)
     setup = setup_text(metadata)
     paper = _paper_rows(authors)
-    table = table3(rows, losses=losses, baseline=baseline)
-    files = [directory / "table3.md", directory / "table3.csv"]
-    table.write_markdown(files[0])
-    table.write_csv(files[1])
     present = {row["experiment"] for row in rows}
+    files, table, best = [], None, {}
+    if present.intersection(_TABLE3_EXPERIMENTS):
+        table = table3(rows, losses=losses, baseline=baseline)
+        files += [directory / "table3.md", directory / "table3.csv"]
+        table.write_markdown(files[0])
+        table.write_csv(files[1])
+        best = {experiment: table3_cell(rows, experiment, HEADLINE_LOSS, baseline)
+                for experiment in table.experiments}
     for name, (make_figure, experiments) in _FIGURES.items():
         if present.intersection(experiments):
             figure = make_figure(rows, paper=_overlay(paper, experiments), setup=setup)
             files.append(save_figure(figure, directory / name))
-    best = {experiment: table3_cell(rows, experiment, HEADLINE_LOSS, baseline)
-            for experiment in table.experiments}
+    frontiers, frontier_files = _write_frontiers(directory, rows, score_columns(metadata),
+                                                 setup)
+    files += frontier_files
+    n_features = int(rows[0]["n_features"])
     return {
         "directory": str(directory),
         "baseline_score": baseline,
-        "metric": table.metric,
-        "n_features": int(rows[0]["n_features"]),
-        "headline": headline(best, HEADLINE_LOSS),
+        "metric": table.metric if table else _metric(rows),
+        "n_features": n_features,
+        "headline": headline(best, HEADLINE_LOSS) if best else None,
         "best": {e: (asdict(cell) if cell else None) for e, cell in best.items()},
-        "table3": table.records(),
-        "table3_markdown": table.to_markdown(),
+        "table3": table.records() if table else [],
+        "table3_markdown": table.to_markdown() if table else None,
+        "frontiers": {column: frontier.records() for column, frontier in frontiers.items()},
+        "best_within": {column: _best_within(frontier, n_features)
+                        for column, frontier in frontiers.items()},
         "files": [str(path) for path in files],
         "paper": None if paper is None else paper_label(paper),
         "setup": setup,
@@ -106,11 +128,70 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
     }
 
 
+def score_columns(metadata) -> list[str]:
+    """The score columns a sweep recorded: those its runs list in sweep.json under
+    ``score_columns`` (in order, each once), ``["score"]`` where none says."""
+    runs = metadata.get("runs") if isinstance(metadata, dict) else None
+    columns = [column for run in runs or () if isinstance(run, dict)
+               for column in run.get("score_columns") or ()]
+    return list(dict.fromkeys(columns)) or ["score"]
+
+
+def _write_frontiers(directory, rows, columns, setup):
+    """Each column's frontier table and rate-score figure; a column with no values or no
+    baseline value is left out with a warning (``score`` must have both)."""
+    frontiers, files = {}, []
+    for column in columns:
+        try:
+            frontier = rate_score_frontier(rows, column)
+        except ValueError as error:
+            if column == "score":
+                raise
+            warnings.warn(f"{directory}: no rate-score frontier of {column!r}: {error}",
+                          stacklevel=3)
+            continue
+        slug = _slug(column)
+        files += frontier.write(directory / f"frontier_{slug}")
+        if any(c.bits_per_vector > 0 for c in frontier.configurations):
+            files.append(save_figure(fig_rate_score(frontier, setup=setup),
+                                     directory / f"rate_score_{slug}.png"))
+        frontiers[column] = frontier
+    return frontiers, files
+
+
+def _best_within(frontier, n_features):
+    """``{"1": record, "2": ..., "4": ...}``: the best configuration within each budget of
+    :data:`BUDGETS` bits per dimension (None where nothing fits)."""
+    best = {}
+    for budget in BUDGETS:
+        point = frontier.best_within(budget * n_features)
+        best[str(budget)] = None if point is None else point.record()
+    return best
+
+
+def _slug(column):
+    """A file-name-safe form of a column name: "recall@10" -> "recall_at_10"."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", column.replace("@", "_at_")).strip("_") or "score"
+
+
+def _metric(rows):
+    return ", ".join(sorted({row.get("metric") or "" for row in rows} - {""})) or "score"
+
+
 def format_summary(summary: dict) -> str:
     """The terminal summary of a report: Table 3 (whose caption states the baseline, said
-    once) and the headline."""
-    lines = [summary["table3_markdown"].rstrip(), summary["headline"]]
-    if summary["paper"]:
+    once), the headline and the frontier's best configurations within 1, 2 and 4 bits
+    per dimension."""
+    lines = [] if summary["table3_markdown"] is None else [
+        summary["table3_markdown"].rstrip(), summary["headline"]]
+    best = summary["best_within"].get("score")
+    if best:
+        lines.append("Best within " + "; ".join(
+            f"{budget} bit{'s' if budget != '1' else ''}/dim: " + (
+                "none" if point is None else
+                f"{point['label']} ({100 * point['relative_score']:.1f} % of the score)")
+            for budget, point in best.items()))
+    if summary["paper"] and summary["table3_markdown"] is not None:
         lines.append(f"Dashed curves: {summary['paper']}")
     return "\n".join(lines)
 

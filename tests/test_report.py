@@ -13,6 +13,9 @@ from dnnstress.stress.accounting import bits_per_vector, compression_rate
 from dnnstress.sweep import COLUMNS, read_results
 
 N = 4096
+# Every report writes the frontier of its SVM score and its rate-score figure.
+FRONTIER_FILES = {"frontier_score.csv", "frontier_score.json", "frontier_score.md",
+                  "rate_score_score.png"}
 
 
 def _row(experiment, score, kept=N, h=None, erased=None, repeat=None):
@@ -53,7 +56,8 @@ ALL_ROWS = (
 def test_write_report_writes_every_file_and_the_headline(tmp_path):
     directory = _write_results(tmp_path / "sweep", ALL_ROWS, metadata={"normalize": "after"})
     summary = write_report(directory, authors=False)
-    names = {"table3.md", "table3.csv", "fig2_dr.png", "fig4_q.png", "fig5_fc.png", "fig_qb.png"}
+    names = {"table3.md", "table3.csv", "fig2_dr.png", "fig4_q.png", "fig5_fc.png",
+             "fig_qb.png"} | FRONTIER_FILES
     assert {p.split("/")[-1] for p in summary["files"]} == names
     for name in names:
         assert (directory / name).stat().st_size > 0
@@ -78,7 +82,7 @@ def test_only_present_experiments_get_figures(tmp_path):
     summary = write_report(_write_results(tmp_path / "q", rows), authors=False,
                            losses=(0.01,))
     assert {p.split("/")[-1] for p in summary["files"]} == {"table3.md", "table3.csv",
-                                                           "fig4_q.png"}
+                                                           "fig4_q.png"} | FRONTIER_FILES
     assert not (tmp_path / "q" / "fig2_dr.png").exists()
     # Without FC the headline is the best other experiment: Q-2 with h = 3 (2 bits).
     assert summary["headline"] == ("Q-2: 93.8 % compression (h = 3, 2 bits per dim) "
@@ -212,3 +216,34 @@ def test_duplicated_rows_count_once(tmp_path, capsys):
     # The sweep's own reader still refuses them: a resume must not build on them.
     with pytest.raises(ValueError, match="line 6: garbled result row"):
         read_results(directory)
+
+
+def test_new_experiments_and_score_columns_get_frontiers(tmp_path, monkeypatch, capsys):
+    # Rows as the registry writes them: a params column, new experiment names, extra
+    # score columns named in sweep.json (read_results is stood in for: the store's
+    # checks of new rows are not this test's business).
+    def row(experiment, bits, score, recall, params):
+        return {**_row("baseline", score), "experiment": experiment, "bits_per_vector": bits,
+                "recall@10": recall, "params": json.dumps(params)}
+    rows = [row("baseline", 32 * N, 0.80, 1.0, {}),
+            row("binary", N, 0.70, 0.5, {"threshold": "mean"}),
+            row("rq2", 2 * N, 0.78, 0.8, {"n_levels": 4}),
+            row("pq", 2 * N, 0.60, 0.9, {"m": 64, "n_bits": 8})]
+    monkeypatch.setattr("dnnstress.report.read_results", lambda *a, **k: rows)
+    directory = _write_results(tmp_path / "new", [], metadata={
+        "runs": [{"score_columns": ["score", "recall@10"]}]})
+    summary = write_report(directory, authors=False)
+    assert {p.split("/")[-1] for p in summary["files"]} == FRONTIER_FILES | {
+        "frontier_recall_at_10.csv", "frontier_recall_at_10.json",
+        "frontier_recall_at_10.md", "rate_score_recall_at_10.png"}
+    assert summary["headline"] is None and summary["table3"] == []
+    # Within 2 bits per dimension the SVM prefers rotation + Q-2, retrieval PQ.
+    assert summary["best_within"]["score"]["2"]["experiment"] == "rq2"
+    assert summary["best_within"]["recall@10"]["2"]["experiment"] == "pq"
+    assert summary["best_within"]["score"]["1"]["params"] == {"threshold": "mean"}
+    assert [p["experiment"] for p in summary["frontiers"]["recall@10"]] == [
+        "binary", "pq", "baseline"]
+    assert main(["report", str(directory), "--no-authors"]) == 0
+    assert ("Best within 1 bit/dim: binary: threshold=mean (87.5 % of the score); "
+            "2 bits/dim: rq2: h = 4 (97.5 % of the score); 4 bits/dim:") \
+        in capsys.readouterr().out
