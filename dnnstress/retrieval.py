@@ -159,6 +159,9 @@ def retrieval_scores(train, test, stressed_train, stressed_test, y_train=None, y
     result = {f"recall@{k}": recall_at_k(true, found, k) for k in ks}
     if labels is not None:
         result.update(label_scores(found, *labels, ks))
+        if labels[0].ndim == 1:
+            result.update({f"knn_accuracy@{k}": knn_accuracy(found[:, :k], *labels)
+                           for k in ks})
     return result
 
 
@@ -174,8 +177,8 @@ def recall_at_k(true_neighbors, found_neighbors, k):
 
 
 def label_scores(neighbors, y_train, y_test, ks):
-    """``precision@k``, ``map@k`` (and ``knn_accuracy@k`` for 1-D classes) of ranked
-    training ``neighbors`` (n_test, >= max(ks)) given the labels."""
+    """``precision@k`` and ``map@k`` of ranked training ``neighbors`` (n_test,
+    >= max(ks)) given the labels (see :func:`retrieval_scores`)."""
     xp = array_namespace(neighbors)
     relevant = _relevance(neighbors, y_train, y_test)
     n_relevant = _relevant_counts(y_train, y_test)
@@ -191,8 +194,6 @@ def label_scores(neighbors, y_train, y_test, ks):
         gains = xp.sum(xp.where(relevant[:, :k], hits[:, :k] / ranks[:k], 0.0), axis=1)
         ap = gains[has_relevant] / xp.minimum(n_relevant[has_relevant], k)
         result[f"map@{k}"] = float(xp.mean(ap))
-        if y_train.ndim == 1:
-            result[f"knn_accuracy@{k}"] = knn_accuracy(neighbors[:, :k], y_train, y_test)
     return result
 
 

@@ -35,6 +35,7 @@ from dnnstress.stress import compression_rate
 from dnnstress.sweep.experiments import TYPED_PARAMS, param_grids, resolve
 from dnnstress.sweep.grid import EXPERIMENTS, Grid, PerWidth
 from dnnstress.sweep.plan import plan
+from dnnstress.sweep.scores import NeighbourScorer, Scores, svm_metric
 from dnnstress.sweep.store import PARAMS_COLUMN, ResultsStore, row_key
 
 NORMALIZE = ("after", "both")
@@ -45,8 +46,7 @@ AP_METHODS = ("voc07", "area")
 def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None = None,
               device: str = "cpu", normalize: str = "after", progress: bool = True,
               C: float = 1.0, ap_method: str = "voc07", solver: str = "ours",
-              batch="auto", params=None, scheduler: str | None = None,
-              workers: int | None = None) -> Path:
+              batch="auto", params=None, scores=("svm",)) -> Path:
     """Run the stress experiments on ``features``; return the path of ``results.csv``.
 
     Every finished configuration is appended to ``out_dir/results.csv`` at once, and a
@@ -91,11 +91,11 @@ def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None =
         (rows do not depend on it, to solver tolerance).  "auto": 8 on "cuda", where one
         call over B configurations saves launches and syncs, 1 on "cpu", where BLAS is
         busy with one already and padding would only add work.
-    scheduler : str, optional
-        Run the units on the Dask cluster of this scheduler address
-        (:mod:`dnnstress.distributed`; needs the ``[distributed]`` extra).
-    workers : int, optional
-        Run the units on a new local Dask cluster of this many worker processes.
+    scores : str or tuple of str or Scores
+        What every configuration is scored by (:mod:`dnnstress.sweep.scores`): any of
+        ``svm, knn, retrieval``, the first being the row's ``score``, the others extra
+        columns; a :class:`~dnnstress.sweep.scores.Scores` sets their k.  A sweep
+        without ``svm`` trains no SVM.
 
     Returns
     -------
@@ -104,8 +104,7 @@ def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None =
     """
     sweep = Sweep(features, out_dir, experiments=experiments, grid=grid, device=device,
                   normalize=normalize, progress=progress, C=C, ap_method=ap_method,
-                  solver=solver, batch=batch, params=params, scheduler=scheduler,
-                  workers=workers)
+                  solver=solver, batch=batch, params=params, scores=scores)
     return sweep.run().results_path
 
 
@@ -113,8 +112,7 @@ class Sweep:
     """One sweep run; :func:`run_sweep` in object form, for callers that want counts.
 
     Parameters are those of :func:`run_sweep`, and ``executor`` (where rows are
-    computed; :func:`run_locally` by default, see the module docstring; ``scheduler``
-    or ``workers`` make it a :class:`dnnstress.distributed.DaskExecutor`).  After
+    computed; :func:`run_locally` by default, see the module docstring).  After
     :meth:`run`, ``written`` and
     ``skipped`` count the rows computed now and those already present, ``seconds`` is
     the wall time of the run.
@@ -123,7 +121,7 @@ class Sweep:
     def __init__(self, features, out_dir, *, experiments=EXPERIMENTS, grid=None,
                  device="cpu", normalize="after", progress=True, C=1.0,
                  ap_method="voc07", solver="ours", batch="auto", params=None,
-                 executor=None, scheduler=None, workers=None):
+                 scores=("svm",), executor=None):
         grid = Grid() if grid is None else grid
         # Before anything is written: a missing cuML is a clear error.
         self.solver, self.batch = check_solver(solver), _batch_size(batch, device)
@@ -141,15 +139,21 @@ class Sweep:
             self.features_file = str(Path(features).resolve())
             features = FeatureSet.load(features)
         self.features = features
+        self.scores = Scores.of(scores)
+        self.scores.check(features.train_x.shape[0], features.is_multilabel)
+        self.score_columns = self.scores.columns(svm_metric(features.is_multilabel,
+                                                            ap_method))
         # Unknown names, a missing faiss or bad params: refused before anything is written.
         self._experiments = resolve(experiments)
         self.experiments = tuple(e.name for e in self._experiments)
         self.params = params
         self._grids = param_grids(self._experiments, grid, params)
-        self.executor = _executor(executor, scheduler, workers)
+        self.executor = run_locally if executor is None else executor
         self.grid, self.device, self.normalize = grid, device, normalize
         self.progress, self.C, self.ap_method = progress, C, ap_method
-        self.store = ResultsStore(out_dir, self._identity(), n_features=features.n_features)
+        self.store = ResultsStore(out_dir, self._identity(), n_features=features.n_features,
+                                  extra_columns=self.score_columns,
+                                  identity_defaults={"scores": Scores().as_dict()})
         self.results_path = self.store.results_path
         self.written = self.skipped = 0
         self.seconds = 0.0
@@ -163,7 +167,8 @@ class Sweep:
                 "classifier": {"name": _SOLVER_NAMES[self.solver], "loss": "squared_hinge",
                                "C": self.C},
                 "ap_method": self.ap_method,
-                "base_seed": self.grid.base_seed}
+                "base_seed": self.grid.base_seed,
+                "scores": self.scores.as_dict()}
 
     def _run_info(self) -> dict:
         fs = self.features
@@ -174,7 +179,8 @@ class Sweep:
                 "multilabel": fs.is_multilabel, "experiments": list(self.experiments),
                 "grid": self.grid.as_dict(), "params": self._resolved_grids(),
                 "device": self.device,
-                "normalize": self.normalize}
+                "normalize": self.normalize,
+                "score_columns": ["score", *self.score_columns]}
 
     def _resolved_grids(self) -> dict:
         """Each experiment's parameter values on these features, as JSON lists."""
@@ -206,7 +212,7 @@ class Sweep:
             # leaves sweep.json as it was.
             self.store.start_run(self._run_info())
             pipeline = _Pipeline(fs, self.device, self.normalize, self.C, self.ap_method,
-                                 self.solver)
+                                 self.solver, self.scores)
             baseline = _baseline_score(existing)
             # The baseline fit anchors every warm start: computed first, here (again
             # when resuming), before the executor runs the other units.
@@ -225,17 +231,6 @@ class Sweep:
                     bar.update(1)
         self.seconds = time.perf_counter() - start
         return self
-
-
-def _executor(executor, scheduler, workers):
-    """The executor asked for: given, on a Dask cluster, or :func:`run_locally`."""
-    if scheduler is None and workers is None:
-        return run_locally if executor is None else executor
-    if executor is not None:
-        raise ValueError("give an executor or scheduler/workers, not both")
-    from dnnstress.distributed import DaskExecutor  # optional extra: imported on use
-
-    return DaskExecutor(scheduler, workers)
 
 
 def _batch_size(batch, device):
@@ -281,9 +276,9 @@ def _trained_rows(waiting, pipeline):
     start = time.perf_counter()
     scores = pipeline.train_and_score([stressed for stressed, _ in waiting])
     share = (time.perf_counter() - start) / len(waiting)
-    for (stressed, seconds), (score, metric) in zip(waiting, scores):
-        yield {**_config_columns(stressed, pipeline.n_features), "score": score,
-               "metric": metric, "wall_time_s": seconds + share}
+    for (stressed, seconds), columns in zip(waiting, scores):
+        yield {**_config_columns(stressed, pipeline.n_features), **columns,
+               "wall_time_s": seconds + share}
 
 
 def _config_columns(stressed, n: int) -> dict:
@@ -302,7 +297,7 @@ class _Pipeline:
     """The features on the sweep's device, and the normalise-train-score steps."""
 
     def __init__(self, features: FeatureSet, device: str, normalize: str, C: float,
-                 ap_method: str, solver: str = "ours"):
+                 ap_method: str, solver: str = "ours", scores: Scores = Scores()):
         xp = _namespace(device)
         self.xp = xp
         # float16 features (a common storage format) overflow float16 arithmetic in
@@ -316,13 +311,35 @@ class _Pipeline:
         self.test_y = features.test_y
         self.n_features = features.n_features
         self.C, self.ap_method, self.solver = C, ap_method, solver
+        self.scores = scores
+        self.svm_metric = svm_metric(features.is_multilabel, ap_method)
+        self.neighbours = None
+        if scores.depth():  # the unstressed neighbours: searched once for the sweep
+            self.neighbours = NeighbourScorer(scores).fit(
+                l2_normalize(self.train_x), l2_normalize(self.test_x), features.train_y,
+                features.test_y)
         self.anchor = None
 
     def train_and_score(self, batch):
-        """(score, metric) of each stressed configuration of ``batch``, trained in one
-        solver call, zero-padded to the widest.  The baseline's fit becomes the anchor
-        that warm-starts every other configuration (dnnstress.sweep.plan)."""
+        """The score columns (:meth:`Scores.row_columns`) of each stressed
+        configuration of ``batch``: the SVM's value, if chosen, from one solver call
+        over the batch; the k-NN and retrieval values from one search each."""
         train = [l2_normalize(stressed.train_x) for stressed in batch]
+        test = [l2_normalize(stressed.test_x) for stressed in batch]
+        svm = (self._svm_scores(batch, train, test) if "svm" in self.scores.names
+               else [None] * len(batch))
+        rows = []
+        for values, train_x, test_x in zip(svm, train, test):
+            values = {} if values is None else {self.svm_metric: values}
+            if self.neighbours is not None:
+                values.update(self.neighbours.score(train_x, test_x))
+            rows.append(self.scores.row_columns(values, self.svm_metric))
+        return rows
+
+    def _svm_scores(self, batch, train, test):
+        """The SVM score of each configuration of ``batch``, trained in one solver
+        call, zero-padded to the widest.  The baseline's fit becomes the anchor that
+        warm-starts every other configuration (dnnstress.sweep.plan)."""
         warm_start = None
         if self.anchor is not None:
             coef, intercept = self.anchor
@@ -342,10 +359,10 @@ class _Pipeline:
             coef, intercept = coefs[k, :, :train[k].shape[1]], intercepts[k]
             if stressed.spec.experiment == "baseline":
                 self.anchor = coef, intercept
-            decision = l2_normalize(stressed.test_x) @ coef.T + intercept
-            score, metric = score_predictions(decision, self.test_y, self.classes,
-                                              method=self.ap_method)
-            results.append((float(score), metric))
+            decision = test[k] @ coef.T + intercept
+            score, _ = score_predictions(decision, self.test_y, self.classes,
+                                         method=self.ap_method)
+            results.append(float(score))
         return results
 
 

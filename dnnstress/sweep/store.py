@@ -118,12 +118,16 @@ class ResultsStore:
         Width of the features; a row of another width is refused.
     extra_columns : tuple of str
         Score columns after ``params`` (floats); an existing file must have the same.
+    identity_defaults : dict, optional
+        What an older ``sweep.json`` that does not record an identity entry meant by
+        it (``{"scores": ...}``: the SVM alone).
     """
 
     def __init__(self, out_dir, identity: dict, n_features: int | None = None,
-                 extra_columns=()):
+                 extra_columns=(), identity_defaults=None):
         self.out_dir = Path(out_dir)
         self.identity = identity
+        self.identity_defaults = identity_defaults or {}
         self.n_features = n_features
         self.columns = header(tuple(extra_columns))
         self._old_rows = None  # rows of a file without params, rewritten by start_run
@@ -234,7 +238,7 @@ class ResultsStore:
         metadata = _read_metadata(self.metadata_path)
         differences = [f"{name}: folder has {metadata.get(name)!r}, this run {value!r}"
                        for name, value in self.identity.items()
-                       if metadata.get(name) != value]
+                       if metadata.get(name, self.identity_defaults.get(name)) != value]
         if differences:
             raise ValueError(
                 f"{self.out_dir} holds a sweep of different features or settings, so its "
