@@ -324,6 +324,10 @@ class _Checkpoint:
         paths = self._paths()
         state = _read_json(paths["state"])
         resumable = state.get("shape") == [n, d] and all(p.exists() for p in paths.values())
+        if not resumable:
+            # Before the arrays are made anew: a state left with them would count their
+            # zeros as done rows if this run were killed before its first batch.
+            paths["state"].unlink(missing_ok=True)
         mode = "r+" if resumable else "w+"
         self.features = np.lib.format.open_memmap(paths["features"], mode, np.float32, (n, d))
         self.kept = np.lib.format.open_memmap(paths["kept"], mode, bool, (n,))
@@ -347,8 +351,9 @@ class _Checkpoint:
                         {"shape": list(self.features.shape), "done": self.done})
 
     def result(self) -> np.ndarray:
-        """The features of the images kept, in memory."""
-        return np.array(self.features[self.kept])
+        """The features of the images kept, in memory: one copy of them, the largest
+        allocation of an extraction (boolean indexing already copies)."""
+        return np.asarray(self.features[np.asarray(self.kept)])
 
 
 def checkpoint_files(prefix: Path) -> dict[str, Path]:

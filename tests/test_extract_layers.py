@@ -226,17 +226,28 @@ def test_resolve_layers_reads_every_form_of_request():
 
 
 @pytest.mark.parametrize("request_, error, message", [
-    ("means,fc7", ValueError, r"no layer 'fc7'; available: means, maxes, mix, flat \(or 'all'"),
+    ("means,fc7", ValueError, "no layer 'fc7'; available: means, maxes, mix, flat, or 'all' "
+                              "for every one$"),
     (["means", "all"], ValueError, "no layer 'all'"),
-    ("means,,mix", ValueError, "empty layer name"),
-    ([], ValueError, "empty layer name"),
+    ("means,,mix", ValueError, "empty layer name in 'means,,mix': name layers separated by "
+                               "commas; available: means"),
+    ([], ValueError, r"no layer named in \[\]; available: means, maxes, mix, flat, or"),
     (["means", 3], TypeError, "must be strings"),
+    ("fc7,means,fc8", ValueError, "no layer 'fc7', 'fc8'; available"),  # all at once
+    (3, TypeError, "a comma-separated string or a sequence of names, got int 3"),
 ])
 def test_bad_layer_requests_are_named_before_any_work(request_, error, message, images,
                                                       cache):
     with pytest.raises(error, match=message):
         extract_layers("tiny-four", request_, "folder", images)
     assert not cache.exists()  # not even the network was built
+
+
+def test_a_single_layer_request_for_all_points_at_the_several_layer_api(images):
+    with pytest.raises(ValueError, match="no layer 'all'; available: means, maxes, mix, "
+                                         "flat; 'all' asks for several layers: see "
+                                         "resolve_layers and extract_layers$"):
+        extract_features("tiny-four", ALL_LAYERS, "folder", images)
 
 
 def test_cli_all_layers_writes_one_file_per_layer(tmp_path, images, capsys):
@@ -275,7 +286,11 @@ def test_cli_several_tensors_of_an_onnx_file(tmp_path, images, capsys):
     base = ["extract", "--model", str(network), "--mean", "0,0,0", "--std", "1,1,1",
             "--dataset", "folder", "--root", str(images), "--policy", "resize", "--quiet"]
     assert main(base + ["--layer", "all", "--out", str(tmp_path / "all")]) == 1
-    assert "--layer TENSOR[,TENSOR...] is needed" in capsys.readouterr().err
+    assert ("--layer all is for a registered model's listed layers; an .onnx file has no "
+            "list: name its tensors (list them with `dnnstress models --onnx"
+            in capsys.readouterr().err)
+    assert main(base + ["--layer", "mix,,flat", "--out", str(tmp_path / "gap")]) == 1
+    assert "empty layer name in 'mix,,flat'" in capsys.readouterr().err
     out = tmp_path / "two"
     assert main(base + ["--layer", "pool/max,mix", "--out", str(out)]) == 0
     assert layer_file_name("pool/max") == "features-pool_max.npz"

@@ -8,7 +8,8 @@ from dnnstress.commands._common import (add_out_argument, add_quiet_argument,
                                         add_threads_argument, human_output, output_folder,
                                         show_progress)
 from dnnstress.extract import ExtractionOptions, default_policy, extract_layers, layer_file_name
-from dnnstress.models import ALL_LAYERS, get_model, register, resolve_layers
+from dnnstress.models import (ALL_LAYERS, get_model, register, resolve_layers,
+                              split_layer_names)
 
 
 def add_parser(subparsers):
@@ -75,12 +76,15 @@ def resolve_model(args):
         return register(vggm_spec(args.vggm_mat), replace=True)
     if args.model and args.model.endswith(".onnx"):
         from dnnstress.models.onnx_layers import onnx_file_spec
-        if not args.layer or args.layer.strip() == ALL_LAYERS:
-            raise ValueError("--layer TENSOR[,TENSOR...] is needed with an .onnx file "
-                             f"(list them with `dnnstress models --onnx {args.model}`)")
-        tensors = [name.strip() for name in args.layer.split(",")]
-        return register(onnx_file_spec(args.model, tensors, mean=args.mean, std=args.std),
-                        replace=True)
+        listing = f"list them with `dnnstress models --onnx {args.model}`"
+        if not args.layer:
+            raise ValueError(f"--layer TENSOR[,TENSOR...] is needed with an .onnx file "
+                             f"({listing})")
+        if args.layer.strip() == ALL_LAYERS:
+            raise ValueError(f"--layer {ALL_LAYERS} is for a registered model's listed "
+                             f"layers; an .onnx file has no list: name its tensors ({listing})")
+        return register(onnx_file_spec(args.model, split_layer_names(args.layer),
+                                       mean=args.mean, std=args.std), replace=True)
     return get_model(args.model) if args.model else get_model()
 
 

@@ -7,7 +7,8 @@
 """
 
 from .registry import (ALL_LAYERS, DEFAULT_MODEL, Layer, ModelSpec, available_models,
-                       get_model, register, resolve_layer, resolve_layers)
+                       get_model, register, resolve_layer, resolve_layers,
+                       split_layer_names)
 
 __all__ = ["ALL_LAYERS", "DEFAULT_MODEL", "Layer", "ModelSpec", "available_models",
-           "get_model", "register", "resolve_layer", "resolve_layers"]
+           "get_model", "register", "resolve_layer", "resolve_layers", "split_layer_names"]

@@ -24,7 +24,7 @@ from ..preprocess import preprocess_image
 from . import cache
 
 __all__ = ["ALL_LAYERS", "DEFAULT_MODEL", "Layer", "ModelSpec", "available_models",
-           "get_model", "register", "resolve_layer", "resolve_layers"]
+           "get_model", "register", "resolve_layer", "resolve_layers", "split_layer_names"]
 
 DEFAULT_MODEL = "efficientnet-lite0"
 #: The request for every feature layer a model lists (``--layer all``).
@@ -161,30 +161,59 @@ def resolve_layer(spec: ModelSpec, layer_name: str | None = None) -> Layer:
     try:
         return spec.layers[name]
     except (KeyError, TypeError):
+        hint = (f"; {ALL_LAYERS!r} asks for several layers: see resolve_layers and "
+                "extract_layers" if name == ALL_LAYERS else "")
         raise ValueError(f"model {spec.name!r} has no layer {name!r}; available: "
-                         f"{', '.join(spec.layers)} (or {ALL_LAYERS!r} for every one)") from None
+                         f"{', '.join(spec.layers)}{hint}") from None
 
 
 def resolve_layers(spec: ModelSpec, layer_names=None) -> list[Layer]:
     """The layers a request names, in the order given, repeats dropped.
 
     ``layer_names`` is None (the default layer), :data:`ALL_LAYERS` (every layer
-    ``spec`` lists, in its order: shallow to deep for the registered networks), a
-    comma-separated string (``"L15,L16,L17"``) or a sequence of names.
+    ``spec`` lists, in its order: shallow to deep for the registered networks), or what
+    :func:`split_layer_names` reads.  Every unknown name is reported at once, with the
+    valid ones.
     """
     if layer_names is None:
         return [resolve_layer(spec)]
+    if isinstance(layer_names, str) and layer_names.strip() == ALL_LAYERS:
+        return list(spec.layers.values())
+    choices = f"available: {', '.join(spec.layers)}, or {ALL_LAYERS!r} for every one"
+    try:
+        names = split_layer_names(layer_names)
+    except ValueError as error:
+        raise ValueError(f"{error}; {choices}") from None
+    unknown = [name for name in names if name not in spec.layers]
+    if unknown:
+        raise ValueError(f"model {spec.name!r} has no layer "
+                         f"{', '.join(map(repr, unknown))}; {choices}")
+    return [spec.layers[name] for name in names]
+
+
+def split_layer_names(layer_names) -> list[str]:
+    """The names of a request for several layers, stripped, in order, repeats dropped.
+
+    ``layer_names`` is a comma-separated string (``"L15, L16,L17"``) or a sequence of
+    names.  Used for registered models (through :func:`resolve_layers`) and for the
+    tensors of an ONNX file, which has no spec yet to check them against.
+    """
     if isinstance(layer_names, str):
-        if layer_names.strip() == ALL_LAYERS:
-            return list(spec.layers.values())
-        layer_names = layer_names.split(",")
-    if not all(isinstance(name, str) for name in layer_names):
+        parts = layer_names.split(",")
+    elif isinstance(layer_names, (list, tuple)):
+        parts = list(layer_names)
+    else:
+        raise TypeError(f"layers must be a comma-separated string or a sequence of names, "
+                        f"got {type(layer_names).__name__} {layer_names!r}")
+    if not all(isinstance(name, str) for name in parts):
         raise TypeError(f"layer names must be strings, got {layer_names!r}")
-    names = [name.strip() for name in layer_names]
-    if not names or "" in names:
+    names = [name.strip() for name in parts]
+    if not names:
+        raise ValueError(f"no layer named in {layer_names!r}")
+    if "" in names:
         raise ValueError(f"empty layer name in {layer_names!r}: name layers separated by "
-                         f"commas (available: {', '.join(spec.layers)}), or {ALL_LAYERS!r}")
-    return [resolve_layer(spec, name) for name in dict.fromkeys(names)]
+                         "commas")
+    return list(dict.fromkeys(names))
 
 
 def _build_efficientnet_lite0(path: pathlib.Path) -> None:
