@@ -46,7 +46,8 @@ AP_METHODS = ("voc07", "area")
 def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None = None,
               device: str = "cpu", normalize: str = "after", progress: bool = True,
               C: float = 1.0, ap_method: str = "voc07", solver: str = "ours",
-              batch="auto", params=None, scores=("svm",)) -> Path:
+              batch="auto", params=None, scores=("svm",), scheduler: str | None = None,
+              workers: int | None = None) -> Path:
     """Run the stress experiments on ``features``; return the path of ``results.csv``.
 
     Every finished configuration is appended to ``out_dir/results.csv`` at once, and a
@@ -96,6 +97,11 @@ def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None =
         ``svm, knn, retrieval``, the first being the row's ``score``, the others extra
         columns; a :class:`~dnnstress.sweep.scores.Scores` sets their k.  A sweep
         without ``svm`` trains no SVM.
+    scheduler : str, optional
+        Run the units on the Dask cluster of this scheduler address
+        (:mod:`dnnstress.distributed`; needs the ``[distributed]`` extra).
+    workers : int, optional
+        Run the units on a new local Dask cluster of this many worker processes.
 
     Returns
     -------
@@ -104,7 +110,9 @@ def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None =
     """
     sweep = Sweep(features, out_dir, experiments=experiments, grid=grid, device=device,
                   normalize=normalize, progress=progress, C=C, ap_method=ap_method,
-                  solver=solver, batch=batch, params=params, scores=scores)
+                  solver=solver, batch=batch, params=params, scores=scores,
+                  scheduler=scheduler,
+                  workers=workers)
     return sweep.run().results_path
 
 
@@ -112,7 +120,8 @@ class Sweep:
     """One sweep run; :func:`run_sweep` in object form, for callers that want counts.
 
     Parameters are those of :func:`run_sweep`, and ``executor`` (where rows are
-    computed; :func:`run_locally` by default, see the module docstring).  After
+    computed; :func:`run_locally` by default, see the module docstring; ``scheduler``
+    or ``workers`` make it a :class:`dnnstress.distributed.DaskExecutor`).  After
     :meth:`run`, ``written`` and
     ``skipped`` count the rows computed now and those already present, ``seconds`` is
     the wall time of the run.
@@ -121,7 +130,7 @@ class Sweep:
     def __init__(self, features, out_dir, *, experiments=EXPERIMENTS, grid=None,
                  device="cpu", normalize="after", progress=True, C=1.0,
                  ap_method="voc07", solver="ours", batch="auto", params=None,
-                 scores=("svm",), executor=None):
+                 scores=("svm",), executor=None, scheduler=None, workers=None):
         grid = Grid() if grid is None else grid
         # Before anything is written: a missing cuML is a clear error.
         self.solver, self.batch = check_solver(solver), _batch_size(batch, device)
@@ -148,7 +157,7 @@ class Sweep:
         self.experiments = tuple(e.name for e in self._experiments)
         self.params = params
         self._grids = param_grids(self._experiments, grid, params)
-        self.executor = run_locally if executor is None else executor
+        self.executor = _executor(executor, scheduler, workers)
         self.grid, self.device, self.normalize = grid, device, normalize
         self.progress, self.C, self.ap_method = progress, C, ap_method
         self.store = ResultsStore(out_dir, self._identity(), n_features=features.n_features,
@@ -231,6 +240,17 @@ class Sweep:
                     bar.update(1)
         self.seconds = time.perf_counter() - start
         return self
+
+
+def _executor(executor, scheduler, workers):
+    """The executor asked for: given, on a Dask cluster, or :func:`run_locally`."""
+    if scheduler is None and workers is None:
+        return run_locally if executor is None else executor
+    if executor is not None:
+        raise ValueError("give an executor or scheduler/workers, not both")
+    from dnnstress.distributed import DaskExecutor  # optional extra: imported on use
+
+    return DaskExecutor(scheduler, workers)
 
 
 def _batch_size(batch, device):
