@@ -178,3 +178,18 @@ def test_unscorable_features_are_refused_before_writing(fashion, tmp_path):
     with pytest.raises(ValueError, match="single-label"):
         Sweep(multilabel, tmp_path / "b", scores="svm,knn")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_command_line_scores(fashion, tmp_path, capsys):
+    from dnnstress.cli import main
+
+    path = fashion.save(tmp_path / "f.npz")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "s"), "--experiments", "q2",
+                 "--levels", "2", "--scores", "knn,svm", "--quiet",
+                 "--json", str(tmp_path / "s.json")]) == 0
+    rows = read_results(tmp_path / "s")
+    assert [r["metric"] for r in rows] == ["knn_accuracy"] * 2 and "accuracy" in rows[0]
+    assert json.loads((tmp_path / "s.json").read_text())["params"]["scores"] == ["knn", "svm"]
+    with pytest.raises(SystemExit):
+        main(["sweep", str(path), "--out", str(tmp_path / "t"), "--scores", "svm,ann"])
+    assert "choose from svm, knn, retrieval" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from dnnstress.sweep import (EXPERIMENTS, Grid, PerWidth, describe, get_experime
                              parse_experiments, parse_int_list, registered_experiments)
 from dnnstress.devices import DEVICES
 from dnnstress.sweep.runner import AP_METHODS, NORMALIZE, Sweep
+from dnnstress.sweep.scores import Scores
 
 
 def add_parser(subparsers):
@@ -70,6 +71,12 @@ def add_parser(subparsers):
     parser.add_argument("--batch", type=_batch_argument, default="auto",
                         help="configurations trained per solver call, or 'auto' (8 on "
                              "cuda, 1 on cpu) (default %(default)s)")
+    parser.add_argument("--scores", type=scores_argument, default=("svm",),
+                        metavar="LIST",
+                        help="comma-separated scores of every configuration, the first "
+                             "filling the score column: svm (the paper), knn (k-NN "
+                             "accuracy, k = 10), retrieval (recall@1/10/100 against the "
+                             "unstressed neighbours, precision@10, map@10) (default svm)")
     add_cluster_arguments(parser)
     add_threads_argument(parser)
     add_quiet_argument(parser)
@@ -87,6 +94,14 @@ def _batch_argument(text: str):
 def _int_list(text: str) -> tuple[int, ...]:
     try:
         return parse_int_list(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def scores_argument(text: str) -> tuple[str, ...]:
+    """argparse type of ``--scores``: checked score names."""
+    try:
+        return Scores(text).names
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -179,7 +194,7 @@ def run(args) -> int:
                       normalize=args.normalize, progress=show_progress(args),
                       ap_method=args.ap_method, solver=args.solver,
                       batch=args.batch, params=params_from_args(args),
-                      scheduler=args.scheduler, workers=args.workers).run()
+                      scores=args.scores, scheduler=args.scheduler, workers=args.workers).run()
         print(f"{sweep.written} row(s) written, {sweep.skipped} already present, "
               f"{sweep.seconds:.1f} s -> {sweep.results_path}")
     write_json(args, "sweep", params_of(args), sweep_summary(sweep))
