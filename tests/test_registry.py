@@ -91,6 +91,14 @@ def test_paper_grid_configurations():
     assert dr1 == [{"repeat": r, "kept_dims": k, "seed": 7 + r} for r in (0, 1) for k in counts]
     q2 = get_experiment("q2").configurations({"n_levels": (3, 1, 3)}, context)
     assert q2 == [{"n_levels": 3}, {"n_levels": 1}]  # duplicates are one configuration
+    # A calibration applies to its own range only: minmax rows carry neither.
+    q1 = get_experiment("q1").configurations(
+        {"n_levels": (2,), "range": ("minmax", "quantile", "std"), "quantile": (0.01, 0.1),
+         "n_std": (2.0,)}, context)
+    assert q1 == [{"n_levels": 2, "range": "minmax"},
+                  {"n_levels": 2, "range": "quantile", "quantile": 0.01},
+                  {"n_levels": 2, "range": "quantile", "quantile": 0.1},
+                  {"n_levels": 2, "range": "std", "n_std": 2.0}]
 
 
 def test_dr2_fc_and_pcapq_share_one_unit_with_one_pca_fit(monkeypatch):
@@ -125,8 +133,8 @@ PAPER_ROWS = st.one_of(
     st.builds(lambda r, k, s: ("dr1", {"kept_dims": k, "repeat": r, "seed": s}),
               st.integers(0, 9), st.integers(1, 16), st.integers(0, 99)),
     st.builds(lambda k: ("dr2", {"kept_dims": k}), st.integers(1, 16)),
-    st.builds(lambda e, h: (e, {"n_levels": h}), st.sampled_from(["q1", "q2"]),
-              st.integers(1, 300)),
+    st.builds(lambda e, h: (e, {"n_levels": h, "range": "minmax"}),
+              st.sampled_from(["q1", "q2"]), st.integers(1, 300)),
     st.builds(lambda k, h: ("fc", {"kept_dims": k, "n_levels": h}), st.integers(1, 16),
               st.integers(1, 300)),
     st.builds(lambda b: ("qb", {"erased_bits": b}), st.integers(0, 64)))
@@ -248,10 +256,16 @@ def test_a_declared_accounting_that_the_stressor_breaks_is_an_error(tmp_path, re
 def _reference(experiment, params):
     """The stressor a configuration should be, built by hand from the stress classes."""
     n_levels, threshold = params.get("n_levels"), params.get("threshold")
+    calibrated = {name: params[name] for name in ("range", "quantile", "n_std")
+                  if name in params}
     return {
+        "q1": lambda: UniformQuantizer(n_levels, False, **calibrated),
+        "q2": lambda: UniformQuantizer(n_levels, True, **calibrated),
         "binary": lambda: BinaryQuantizer(threshold),
-        "rq1": lambda: make_rotated(UniformQuantizer(n_levels), params.get("seed")),
-        "rq2": lambda: make_rotated(UniformQuantizer(n_levels, True), params.get("seed")),
+        "rq1": lambda: make_rotated(UniformQuantizer(n_levels, **calibrated),
+                                    params.get("seed")),
+        "rq2": lambda: make_rotated(UniformQuantizer(n_levels, True, **calibrated),
+                                    params.get("seed")),
         "rbinary": lambda: make_rotated(BinaryQuantizer(threshold), params.get("seed")),
         "float": lambda: FloatCast(params.get("format"), saturate=True),
         "pq": lambda: ProductQuantizer(params.get("n_subvectors"), params.get("n_bits")),
@@ -265,9 +279,12 @@ def _reference(experiment, params):
 def test_every_modern_configuration_is_its_stressor(d):
     pytest.importorskip("faiss")
     features = _features(d=d)
-    names = ["binary", "rq1", "rq2", "rbinary", "float", "pq", "pcapq", "fc"]
+    names = ["q1", "q2", "binary", "rq1", "rq2", "rbinary", "float", "pq", "pcapq", "fc"]
+    calibrated = {"n_levels": (4,), "range": ("minmax", "quantile", "std"),
+                  "quantile": (0.05,), "n_std": (1.5,)}
     units = plan(names, Grid(fc_steps=(5,), fc_levels=(3,)), d, features.train_x.shape[0],
-                 params={"pq": {"n_bits": (4,)}, "pcapq": {"n_bits": (4,)}}, base_seed=3)
+                 params={"pq": {"n_bits": (4,)}, "pcapq": {"n_bits": (4,)}, "q1": calibrated,
+                         "q2": calibrated, "rq2": calibrated}, base_seed=3)
     seen = set()
     for unit in units[1:]:
         pending = {spec.key for spec in unit.specs}
@@ -285,6 +302,23 @@ def test_every_modern_configuration_is_its_stressor(d):
     assert seen == set(names)
 
 
+def test_calibrated_q2_rows_resume_and_old_q2_rows_keep_their_keys(tmp_path, capsys):
+    features = _features()
+    path = features.save(tmp_path / "f.npz")
+    assert cli.main(["sweep", str(path), "--out", str(tmp_path / "o"), "--experiments",
+                     "q2", "--levels", "4", "--param", "q2.range=minmax,quantile,std",
+                     "--param", "q2.quantile=0.01,0.1", "--quiet"]) == 0
+    rows = read_results(tmp_path / "o")
+    assert [canonical_params(r["params"]) for r in rows[1:]] == [
+        '{"n_levels":4,"range":"minmax"}', '{"n_levels":4,"quantile":0.01,"range":"quantile"}',
+        '{"n_levels":4,"quantile":0.1,"range":"quantile"}',
+        '{"n_levels":4,"n_std":3.0,"range":"std"}']
+    # The same configuration as the paper's Q-2 at h = 4 (the default range).
+    paper = read_results(run_sweep(features, tmp_path / "p", experiments="q2",
+                                   grid=Grid(levels=(4,)), progress=False))
+    assert row_key(paper[1]) == row_key(rows[1]) and paper[1]["score"] == rows[1]["score"]
+
+
 def test_modern_rows_follow_their_accounting(tmp_path):
     pytest.importorskip("faiss")
     rows = read_results(run_sweep(
@@ -296,7 +330,7 @@ def test_modern_rows_follow_their_accounting(tmp_path):
     assert bits == {("baseline", "{}"): 512, ("binary", '{"threshold":"zero"}'): 16,
                     ("binary", '{"threshold":"mean"}'): 16,
                     ("binary", '{"threshold":"median"}'): 16,
-                    ("rq2", '{"n_levels":16,"repeat":0,"seed":0}'): 64,
+                    ("rq2", '{"n_levels":16,"range":"minmax","repeat":0,"seed":0}'): 64,
                     ("float", '{"format":"bfloat16"}'): 256,
                     ("float", '{"format":"float8_e4m3"}'): 128,
                     ("pq", '{"n_bits":4,"n_subvectors":4}'): 16}
@@ -365,12 +399,13 @@ def test_rows_whose_params_disagree_with_their_typed_columns_are_refused(tmp_pat
               progress=False)
     results = tmp_path / "results.csv"
     text = results.read_text()
-    for old, new, problem in [
-            ('"{""n_levels"":2}"', '"{""n_levels"":3}"', "n_levels is 2, its params say 3"),
-            ('"{""n_levels"":2}"', '"{""n_levels"":2,""x"":1}"', "params has x, not "
-                                                                 "parameters of q2"),
-            ('"{""n_levels"":2}"', '"[2]"', "params '[2]' is not a JSON object")]:
-        results.write_text(text.replace(old, new))
+    cell = '"{""n_levels"":2,""range"":""minmax""}"'
+    assert cell in text
+    for new, problem in [
+            ('"{""n_levels"":3,""range"":""minmax""}"', "n_levels is 2, its params say 3"),
+            ('"{""n_levels"":2,""x"":1}"', "params has x, not parameters of q2"),
+            ('"[2]"', "params '[2]' is not a JSON object")]:
+        results.write_text(text.replace(cell, new))
         expected = re.escape(f"line 3: garbled result row ({problem}")
         with pytest.raises(ValueError, match=expected):
             read_results(tmp_path)
@@ -462,10 +497,12 @@ def test_every_configuration_of_a_grid_is_one_distinct_row_key(name, data):
         grid[param] = tuple(data.draw(st.lists(st.sampled_from(pool), min_size=1,
                                                max_size=3)))
     configurations = experiment.configurations(grid, context)
-    assert len(configurations) == math.prod(len(set(v)) for v in grid.values())
+    if experiment.canonical is dict:  # every combination applies
+        assert len(configurations) == math.prod(len(set(v)) for v in grid.values())
     keys = {canonical_params(p) for p in configurations}
     assert len(keys) == len(configurations)
     for params in configurations:
-        assert set(params) == set(experiment.param_names)
+        assert set(params) <= set(experiment.param_names)
+        assert experiment.canonical(params) == params
         if "seed" in params:
             assert params["seed"] == context.base_seed + params["repeat"]

@@ -441,6 +441,25 @@ def _paper_bits(params, n_features):
                            params.get("erased_bits"))
 
 
+def _uniform(per_dimension: bool):
+    """Q-1 or Q-2 over the training min and max (the paper) or a calibrated range."""
+    def make(n_levels, range="minmax", quantile=None, n_std=None, **_):
+        return UniformQuantizer(n_levels, per_dimension, range, quantile, n_std)
+    return make
+
+
+# Calibrated ranges (issue 9 s2): the paper's min and max first, the default.
+_RANGE = {"range": ("minmax",), "quantile": (0.001,), "n_std": (3.0,)}
+
+
+def _applicable_range(params):
+    """Only the calibration of the chosen range applies: a quantile for "quantile", a
+    number of standard deviations for "std", neither for "minmax"."""
+    return {name: value for name, value in params.items()
+            if not (name == "quantile" and params.get("range") != "quantile"
+                    or name == "n_std" and params.get("range") != "std")}
+
+
 _PAPER = Grid().params()
 
 for _experiment in (
@@ -452,12 +471,14 @@ for _experiment in (
     Experiment("dr2", "DR-2: keep the leading principal directions (PCA, no centring)",
                _PAPER["dr2"], shared=_pca, check=_within_directions, bits=_paper_bits,
                title="DR-2"),
-    Experiment("q1", "Q-1: uniform quantization over the global training range",
-               _PAPER["q1"], make=lambda n_levels: UniformQuantizer(n_levels),
-               warm_start=same_space, bits=_paper_bits, title="Q-1"),
-    Experiment("q2", "Q-2: uniform quantization over each dimension's training range",
-               _PAPER["q2"], make=lambda n_levels: UniformQuantizer(n_levels, True),
-               warm_start=same_space, bits=_paper_bits, title="Q-2"),
+    Experiment("q1", "Q-1: uniform quantization over one range of all training values "
+                     "(min-max, or calibrated: quantile, std)",
+               {**_PAPER["q1"], **_RANGE}, make=_uniform(False), warm_start=same_space,
+               canonical=_applicable_range, bits=_paper_bits, title="Q-1"),
+    Experiment("q2", "Q-2: uniform quantization over each dimension's training range "
+                     "(min-max, or calibrated: quantile, std)",
+               {**_PAPER["q2"], **_RANGE}, make=_uniform(True), warm_start=same_space,
+               canonical=_applicable_range, bits=_paper_bits, title="Q-2"),
     Experiment("fc", "FC: DR-2 then Q-2 (the PCA shared with DR-2)", _PAPER["fc"],
                make=lambda n_levels, **_: UniformQuantizer(n_levels, per_dimension=True),
                shared=_pca, warm_start=same_space, check=_within_directions,
@@ -526,13 +547,13 @@ for _experiment in (
                make=lambda threshold: BinaryQuantizer(threshold), warm_start=same_space,
                bits=lambda params, n: n),
     Experiment("rq1", "random orthogonal rotation (seeded), then Q-1",
-               {"n_levels": _LEVELS, **_REPEAT}, derived=_SEEDED, shared=_rotation,
-               make=lambda n_levels, **_: UniformQuantizer(n_levels), warm_start=same_space,
-               bits=_rotated_bits),
+               {"n_levels": _LEVELS, **_RANGE, **_REPEAT}, derived=_SEEDED,
+               shared=_rotation, make=_uniform(False), warm_start=same_space,
+               canonical=_applicable_range, bits=_rotated_bits),
     Experiment("rq2", "random orthogonal rotation (seeded), then Q-2",
-               {"n_levels": _LEVELS, **_REPEAT}, derived=_SEEDED, shared=_rotation,
-               make=lambda n_levels, **_: UniformQuantizer(n_levels, per_dimension=True),
-               warm_start=same_space, bits=_rotated_bits),
+               {"n_levels": _LEVELS, **_RANGE, **_REPEAT}, derived=_SEEDED,
+               shared=_rotation, make=_uniform(True), warm_start=same_space,
+               canonical=_applicable_range, bits=_rotated_bits),
     Experiment("rbinary", "random orthogonal rotation (seeded), then binary quantization",
                {"threshold": ("zero", "mean"), **_REPEAT}, derived=_SEEDED,
                shared=_rotation, make=lambda threshold, **_: BinaryQuantizer(threshold),
