@@ -209,3 +209,42 @@ def _row(experiment, n_features, score, metric, model, dataset, layer):
 
 def _int_or_none(text):
     return int(text) if text not in (None, "") else None
+
+
+
+def find_authors_rows(model, dataset, layer=None, *, path=None) -> list[dict] | None:
+    """The authors' rows for a setup named our way, or None where they published none.
+
+    Names match ignoring case and punctuation ("vgg-m" is "VGG-M", "voc2007" is "VOC
+    2007", "mit67" is "MIT-67"); a layer matches by its number ("19", "L19", 19), and no
+    layer means the paper's.  A campaign's figures overlay what this finds.
+    """
+    names = _published_names(model, dataset, path)
+    number = re.search(r"\d+", str(layer)) if layer is not None else None
+    if names is None or (layer is not None and number is None):
+        return None
+    try:
+        return load_authors_rows(*names, layer=number and int(number[0]), path=path)
+    except ValueError:  # none at that layer
+        return None
+
+
+def published_layers(model, dataset, *, path=None) -> list[int]:
+    """The layers the authors published points of for a setup named our way (sorted)."""
+    names = _published_names(model, dataset, path)
+    if names is None:
+        return []
+    tables = [t for t in list_tables(path) if (t["model"], t["dataset"]) == names]
+    return sorted({point["layer"] for table in tables
+                   for point in _read_table(table, PAPER_LAYER.get(names[0]))})
+
+
+def _published_names(model, dataset, path):
+    """The authors' (model, dataset) spelling of ours, or None where they have none."""
+    def simple(name):
+        return re.sub(r"[^a-z0-9]", "", str(name).lower())
+    for table in list_tables(path):
+        if (model is not None and dataset is not None and simple(table["model"]) ==
+                simple(model) and simple(table["dataset"]) == simple(dataset)):
+            return table["model"], table["dataset"]
+    return None

@@ -206,7 +206,7 @@ def fig_layers(layers, paper=None, *, setup=None, max_curves=LAYER_CURVES) -> Fi
     for ax, experiment in zip(axes, experiments):
         shared = set.intersection(*({key for e, key in points if e == experiment}
                                     for points in ours.values()))
-        for i, key in enumerate(_spread(shared, ours, experiment, max_curves)):
+        for i, key in enumerate(_spread_keys(shared, ours, experiment, max_curves)):
             for points, style, marker, suffix in ((ours, "-", "o", ""),
                                                   (theirs, "--", None, ", authors")):
                 x, y = _layer_curve(points, (experiment, key), x_of)
@@ -255,7 +255,7 @@ def _layer_points(rows):
     return points
 
 
-def _spread(keys, points, experiment, count):
+def _spread_keys(keys, points, experiment, count):
     """At most ``count`` of ``keys``, spread log-evenly over their mean storage (more of the
     cheap ones, where scores change)."""
     def bits(key):

@@ -1,4 +1,6 @@
-"""``dnnstress report DIR``: Table 3, the paper's figures and the headline of a sweep."""
+"""``dnnstress report DIR``: Table 3, the paper's figures, the headline and the rate-score
+frontier of a sweep; of every sweep of a campaign, and the campaign's cross-sweep figures
+and combined table."""
 
 from __future__ import annotations
 
@@ -9,18 +11,26 @@ import warnings
 from dnnstress.authors import default_authors_dir
 from dnnstress.commands._common import add_json_argument, add_quiet_argument, \
     human_output, params_of, write_json
+from dnnstress.campaign_report import format_campaign_summary, is_campaign, \
+    write_campaign_report
 from dnnstress.report import format_summary, write_report
 
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
-        "report", help="write Table 3 and the figures of a sweep folder",
+        "report", help="write Table 3, the figures and the frontier of a sweep or campaign",
         description="Read DIR/results.csv and write DIR/table3.md, DIR/table3.csv and the "
                     "figures (fig2_dr.png, fig4_q.png, fig5_fc.png, fig_qb.png) of the "
-                    "experiments present; print Table 3 and the best compression within "
-                    "1 % of the score. The authors' published curves (VGG-M, VOC 2007) are "
-                    "drawn dashed beside ours.")
-    parser.add_argument("directory", metavar="DIR", help="sweep folder (dnnstress sweep --out)")
+                    "experiments present, and for each score column the rate-score figure "
+                    "and frontier table (rate_score_COLUMN.png, frontier_COLUMN.csv/.json/"
+                    ".md); print Table 3, the best compression within 1 % of the score and "
+                    "the best configuration within 1, 2 and 4 bits per dimension. The "
+                    "authors' published curves (VGG-M, VOC 2007) are drawn dashed beside "
+                    "ours. A campaign folder (DIR/campaign.json) gets every sweep's report "
+                    "in its folder, plus Fig. 3 per data set (fig3_dr_*.png), the score per "
+                    "layer (layers_*.png) and campaign_table.csv/.json/.md.")
+    parser.add_argument("directory", metavar="DIR",
+                        help="sweep folder (dnnstress sweep --out) or campaign folder")
     add_authors_arguments(parser)
     parser.add_argument("--losses", type=_parse_losses, default="1,2,3,4,5", metavar="LIST",
                         help="Table 3 loss columns in percent (default %(default)s)")
@@ -50,13 +60,15 @@ def authors_choice(args):
 def run(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = write_report(args.directory, authors=authors_choice(args),
-                               losses=args.losses)
+        campaign = is_campaign(args.directory)
+        write, summarize = ((write_campaign_report, format_campaign_summary) if campaign
+                            else (write_report, format_summary))
+        summary = write(args.directory, authors=authors_choice(args), losses=args.losses)
     notes = [str(warning.message) for warning in caught]
     for note in notes:
         print(f"dnnstress report: warning: {note}", file=sys.stderr)
     with human_output(args):
-        print(format_summary(summary))
+        print(summarize(summary))
         print("Wrote " + ", ".join(summary["files"]))
     authors = False if args.no_authors else str(args.authors or default_authors_dir())
     params = {**params_of(args, leave_out=("no_authors", "no_progress")), "authors": authors}
