@@ -220,7 +220,8 @@ def test_resolve_layers_reads_every_form_of_request():
         return [layer.name for layer in resolve_layers(FOUR, request)]
 
     assert names(None) == ["means"]
-    assert names(ALL_LAYERS) == ["means", "maxes", "mix", "flat"]
+    assert names(ALL_LAYERS) == names(f" {ALL_LAYERS} ") == names([ALL_LAYERS]) == [
+        "means", "maxes", "mix", "flat"]
     assert names("flat, means,flat") == ["flat", "means"]
     assert names(("mix",)) == ["mix"]
 
@@ -228,7 +229,8 @@ def test_resolve_layers_reads_every_form_of_request():
 @pytest.mark.parametrize("request_, error, message", [
     ("means,fc7", ValueError, "no layer 'fc7'; available: means, maxes, mix, flat, or 'all' "
                               "for every one$"),
-    (["means", "all"], ValueError, "no layer 'all'"),
+    (["means", "all"], ValueError, "'all' already names every layer: ask for it alone"),
+    ("all,means", ValueError, "'all' already names every layer"),
     ("means,,mix", ValueError, "empty layer name in 'means,,mix': name layers separated by "
                                "commas; available: means"),
     ([], ValueError, r"no layer named in \[\]; available: means, maxes, mix, flat, or"),

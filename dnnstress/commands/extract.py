@@ -35,8 +35,9 @@ def add_extraction_arguments(parser, dataset_default="fashion-mnist"):
     parser.add_argument("--layer", default=None, metavar="LAYER[,LAYER...]",
                         help="feature layer (default: the model's), several separated by "
                              f"commas, or '{ALL_LAYERS}' for every layer `dnnstress models` "
-                             "lists (memory: one batch of each at a time); for an .onnx "
-                             "file, tensor names (see `dnnstress models --onnx FILE`)")
+                             "lists (memory: every layer's finished features at the end, "
+                             "4 bytes x images x its dims); for an .onnx file, tensor "
+                             "names (see `dnnstress models --onnx FILE`)")
     parser.add_argument("--vggm-mat", metavar="FILE",
                         help="MatConvNet imagenet-vgg-m.mat: converted to ONNX as 'vgg-m', "
                              "layers L1..L21 as in the paper (L19 by default)")

@@ -170,20 +170,23 @@ def resolve_layer(spec: ModelSpec, layer_name: str | None = None) -> Layer:
 def resolve_layers(spec: ModelSpec, layer_names=None) -> list[Layer]:
     """The layers a request names, in the order given, repeats dropped.
 
-    ``layer_names`` is None (the default layer), :data:`ALL_LAYERS` (every layer
+    ``layer_names`` is None (the default layer), :data:`ALL_LAYERS` alone (every layer
     ``spec`` lists, in its order: shallow to deep for the registered networks), or what
     :func:`split_layer_names` reads.  Every unknown name is reported at once, with the
     valid ones.
     """
     if layer_names is None:
         return [resolve_layer(spec)]
-    if isinstance(layer_names, str) and layer_names.strip() == ALL_LAYERS:
-        return list(spec.layers.values())
     choices = f"available: {', '.join(spec.layers)}, or {ALL_LAYERS!r} for every one"
     try:
         names = split_layer_names(layer_names)
     except ValueError as error:
         raise ValueError(f"{error}; {choices}") from None
+    if names == [ALL_LAYERS]:
+        return list(spec.layers.values())
+    if ALL_LAYERS in names:
+        raise ValueError(f"{ALL_LAYERS!r} already names every layer: ask for it alone, or "
+                         f"name the layers ({choices})")
     unknown = [name for name in names if name not in spec.layers]
     if unknown:
         raise ValueError(f"model {spec.name!r} has no layer "
