@@ -103,3 +103,24 @@ def test_same_results_on_the_array_backend(xp, relu_features, threshold):
         np.testing.assert_array_equal(to_numpy(got), getattr(q, name)(to_numpy(X)))
     np.testing.assert_array_equal(to_numpy(q_device.unpack(q_device.pack(X))),
                                   q.transform(to_numpy(X)))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("threshold", ["zero", "mean", "median"])
+def test_compiled_kernel_equals_the_array_api_formula(relu_features, threshold, dtype):
+    train = relu_features.astype(dtype)
+    q = BinaryQuantizer(threshold).fit(train)
+    noise = np.random.default_rng(1).standard_normal(train.shape).astype(dtype)
+    test = np.asfortranarray(np.concatenate(  # values either side, and on the threshold
+        [train + noise, q.threshold_.astype(dtype)[None]]
+        + [np.nextafter(q.threshold_.astype(dtype), toward)[None] for toward in (-np.inf, np.inf)]))
+    out = np.float32 if dtype == np.float16 else dtype
+    above = test > q.threshold_  # numpy compares in float64
+    np.testing.assert_array_equal(q.transform(test),
+                                  np.where(above, q.high_.astype(out), q.low_.astype(out)))
+    np.testing.assert_array_equal(q.encode(test), above.astype(np.uint8))
+    bad = test.copy()
+    bad[1, 2], bad[4, 0] = np.nan, -np.inf
+    for method in (q.transform, q.encode):
+        with pytest.raises(ValueError, match="contains 2 NaN or infinite"):
+            method(bad)

@@ -140,3 +140,24 @@ def test_same_results_on_the_array_backend(xp, name):
     codes = cast.encode(device)
     np.testing.assert_array_equal(to_numpy(codes), cast.encode(X))
     assert_same_values(to_numpy(cast.decode(codes)), cast.decode(cast.encode(X)))
+
+
+@pytest.mark.parametrize("saturate", [False, True])
+@pytest.mark.parametrize("name", FORMAT_NAMES)
+def test_compiled_float32_kernel_equals_the_array_api_emulation(name, saturate):
+    from dnnstress.stress.floatcast import round_to_format
+
+    X = np.concatenate([[0.0, -0.0, 3.4e38, -3.4e38], dense_float32()[::3], ties_of(name)])
+    X = X.astype(np.float32)[: len(X) // 8 * 8].reshape(-1, 8)[:, ::-1]  # not contiguous
+    cast = FloatCast(name, saturate=saturate).fit(X[:2])
+    limit = FORMATS[name].max_finite
+    twin = X.astype(np.float64).clip(-limit, limit) if saturate else X.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = round_to_format(twin, FORMATS[name]).astype(np.float32)
+    got = cast.transform(X)
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    if saturate:
+        assert np.isfinite(got).all()
+    X[3, 5] = np.inf
+    with pytest.raises(ValueError, match="contains 1 NaN or infinite"):
+        cast.transform(X)

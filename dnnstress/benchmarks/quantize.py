@@ -10,6 +10,10 @@ allocation and the page faults of fresh memory).  Every operation, the copies in
 is timed once per round and the rounds interleave them, so that a neighbour's burst of
 load hits all of them alike; each keeps its best round.
 
+The elementwise stressors of issue 9 are timed the same way, as transforms into a new
+array: binary (sign) quantization, the float format casts, and Q-2 on a calibrated
+(quantile) range, whose fit (on a sample of the rows) is not timed.
+
 The peers, on the same matrix: faiss ``ScalarQuantizer`` SQ8 (256 levels per dimension:
 Q-2 with h = 256) encoding and decoding, and SQ4 (16 levels, 4 bits) decoding, against
 Q-2 ``encode``/``decode`` at h = 256 and ``unpack`` at h = 16.  The array-API reference
@@ -23,7 +27,8 @@ import numpy as np
 
 from dnnstress.benchmarks._common import (available_devices, best_time, copy_bandwidth,
                                           print_table)
-from dnnstress.stress import UniformQuantizer, _uniform
+from dnnstress.stress import BinaryQuantizer, FloatCast, UniformQuantizer, _uniform
+from dnnstress.stress.floatcast import FORMATS
 
 
 def add_arguments(parser):
@@ -113,6 +118,13 @@ def _cases(X, h, xp):
             (f"{label} pack (encode + bits)", "new", lambda q=q: q.pack(X),
              X.nbytes + packed.nbytes),
         ]
+    sample = X[:: max(1, X.shape[0] // 2048)]
+    elementwise = [("binary (sign, median) transform", BinaryQuantizer("median").fit(sample)),
+                   ("Q-2 reconstruct, quantile range 0.001", UniformQuantizer(
+                       h, per_dimension=True, range="quantile", quantile=0.001).fit(sample))]
+    elementwise += [(f"{name} cast", FloatCast(name).fit(sample)) for name in FORMATS]
+    cases += [(name, "new", lambda s=stressor: s.transform(X), 2 * X.nbytes)
+              for name, stressor in elementwise]
     sq8, sq4 = (UniformQuantizer(levels, per_dimension=True).fit(X) for levels in (256, 16))
     codes8, packed4 = sq8.encode(X), sq4.pack(X)
     return cases + [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from dnnstress._array import array_namespace
+from dnnstress.stress import _cpu_elementwise
 from dnnstress.stress._packing import pack_codes, unpack_codes
 from dnnstress.stress.base import Stressor, like
 
@@ -84,14 +85,21 @@ class BinaryQuantizer(Stressor):
 
     def transform(self, X):
         """The reconstruction: each value replaced by its side's level."""
-        X = self._validate_transform_input(X)
+        X = self._validate_transform_input(X, check_finite=not _compiled(X))
         dtype = self._output_dtype(X)
+        if _compiled(X):  # one pass, the NaN/inf count included
+            return _cpu_elementwise.binary(X, like(self.threshold_, X), like(self.low_, X),
+                                           like(self.high_, X), dtype)
         low, high = like(self.low_, X).astype(dtype), like(self.high_, X).astype(dtype)
         return array_namespace(X).where(X > like(self.threshold_, X), high, low)
 
     def encode(self, X):
         """Codes, uint8 0 or 1, shape (n, n_features)."""
-        X = self._validate_transform_input(X)
+        X = self._validate_transform_input(X, check_finite=not _compiled(X))
+        if _compiled(X):
+            d = self.n_features_out_
+            return _cpu_elementwise.binary(X, like(self.threshold_, X), np.zeros(d), np.ones(d),
+                                           np.uint8)
         return (X > like(self.threshold_, X)).astype(array_namespace(X).uint8)
 
     def decode(self, codes, dtype=None):
@@ -114,6 +122,11 @@ class BinaryQuantizer(Stressor):
 
     def _output_dtype(self, X):
         return np.dtype(np.float32) if X.dtype.itemsize < 4 else X.dtype
+
+
+def _compiled(X) -> bool:
+    """Whether ``X`` runs the compiled CPU kernel (numpy; equal to the formula bit for bit)."""
+    return isinstance(X, np.ndarray)
 
 
 def _side_mean(X, mask):
