@@ -150,3 +150,35 @@ def test_paper_overlay_is_dashed_and_relative(rows, tmp_path):
         "Feature compression (FC), paper (VGG-M, layer 19, VOC 2007)"]
     assert fc.axes[0].collections[0].norm is fc.axes[1].collections[0].norm  # one scale
     assert save_figure(fc, tmp_path / "fc.png").stat().st_size > 10_000
+
+
+def test_rate_score_draws_every_experiment_and_the_frontier_staircase(rows, tmp_path):
+    from dnnstress.figures import fig_rate_score
+    from dnnstress.frontier import rate_score_frontier
+    for row in rows:
+        row["bits_per_vector"] = bits_per_vector(row["kept_dims"], row["n_levels"],
+                                                 row["erased_bits"])
+    rows.append({**rows[-1], "experiment": "binary", "params": '{"threshold": "mean"}',
+                 "bits_per_vector": N, "score": 0.75})
+    frontier = rate_score_frontier(rows)
+    figure = fig_rate_score(frontier, setup="VGG-M, layer 19")
+    ax = figure.axes[0]
+    assert ax.get_xscale() == "log"
+    # q1/q2 at h = 1 store 0 bits: left out of a log axis, and said so.
+    assert ax.get_xlabel() == ("bits per vector (log scale); 2 configuration(s) of 0 bits "
+                               "not drawn")
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels[:2] == ["Pareto frontier", "baseline (80.00 % accuracy)"]
+    assert set(labels[2:]) == {"baseline", "DR-1 (random)", "DR-2 (PCA)", "Q-1 (global)",
+                               "Q-2 (per dim.)", "FC (DR-2 + Q-2)", "Q-B (bits)", "binary"}
+    (step,) = [line for line in ax.get_lines() if line.get_label() == "Pareto frontier"]
+    # The staircase runs through the frontier points with more than 0 bits, in order.
+    front = [p for p in frontier.points if p.bits_per_vector > 0]
+    np.testing.assert_allclose(step.get_xdata(), [p.bits_per_vector for p in front])
+    np.testing.assert_allclose(step.get_ydata(), [100 * p.relative for p in front])
+    assert step.get_drawstyle() == "steps-post"
+    # The cheapest drawn point: FC, 10 dims x 1 bit, 0.60 (Q-1/Q-2 need 100 bits at h = 2).
+    assert (front[0].experiment, front[0].params, front[0].bits_per_vector) == (
+        "fc", {"kept_dims": 10, "n_levels": 2}, 10)
+    assert ax.get_title() == "Rate-score frontier, accuracy: VGG-M, layer 19"
+    assert save_figure(figure, tmp_path / "rs.png").stat().st_size > 10_000
