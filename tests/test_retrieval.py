@@ -127,6 +127,32 @@ def test_faiss_flat_index_finds_the_same_neighbours():
                                   expected)
 
 
+def test_faiss_agrees_up_to_ties():
+    # Integer vectors: many equal inner products; faiss orders a tie as it likes, we
+    # by index.  Same scores at every rank, the same items above the k-th score, and
+    # the tied ones at the k-th among the items of that score.
+    faiss = pytest.importorskip("faiss", reason="faiss-cpu not installed")
+    rng = np.random.default_rng(5)
+    database = rng.integers(-2, 3, (200, 4)).astype(np.float32)
+    queries = rng.integers(-2, 3, (40, 4)).astype(np.float32)
+    faiss.omp_set_num_threads(1)
+    index = faiss.IndexFlatIP(4)
+    index.add(database)
+    k = 15
+    their_scores, theirs = index.search(queries, k)
+    ours, our_scores = nearest_neighbors(queries, database, k, block_rows=16)
+    np.testing.assert_array_equal(our_scores, their_scores)
+    full = queries @ database.T
+    n_tied_rows = 0
+    for row, (a, b) in enumerate(zip(ours, theirs)):
+        kth = our_scores[row, -1]
+        assert set(a[our_scores[row] > kth]) == set(b[their_scores[row] > kth])
+        assert set(b[their_scores[row] == kth]) <= set(np.flatnonzero(full[row] == kth))
+        n_tied_rows += np.count_nonzero(full[row] == kth) > np.count_nonzero(
+            our_scores[row] == kth)
+    assert n_tied_rows > 20  # the case is about ties at the k-th place
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda p: retrieval_scores(*p[:4], ks=(61,)), "k = 61 exceeds the 60 training"),
     (lambda p: retrieval_scores(*p[:4], ks=()), "ks is empty"),
