@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnstress._array import array_namespace
+from dnnstress._array import array_namespace, is_cupy_array
 from dnnstress.stress import _cpu_elementwise
 from dnnstress.stress._packing import pack_codes, unpack_codes
 from dnnstress.stress.base import Stressor, like
@@ -126,7 +126,7 @@ class BinaryQuantizer(Stressor):
 
 def _compiled(X) -> bool:
     """Whether ``X`` runs the compiled CPU kernel (numpy; equal to the formula bit for bit)."""
-    return isinstance(X, np.ndarray)
+    return isinstance(X, np.ndarray) and not is_cupy_array(X)
 
 
 def _side_mean(X, mask):

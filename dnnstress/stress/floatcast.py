@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dnnstress._array import array_namespace
+from dnnstress._array import array_namespace, is_cupy_array
 from dnnstress.stress import _cpu_elementwise
 from dnnstress.stress._packing import pack_codes, unpack_codes
 from dnnstress.stress.base import Stressor
@@ -110,7 +110,8 @@ class FloatCast(Stressor):
 
     def transform(self, X):
         """Values rounded to the format, in X's dtype (float32 for float16)."""
-        compiled = isinstance(X, np.ndarray) and X.dtype.itemsize <= 4
+        compiled = (isinstance(X, np.ndarray) and not is_cupy_array(X)
+                    and X.dtype.itemsize <= 4)
         X = self._validate_transform_input(X, check_finite=not compiled)  # kernel counts
         if compiled:  # float32 (float16 widened exactly): one pass, same bits
             fmt = self.format_
