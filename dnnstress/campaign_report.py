@@ -29,8 +29,7 @@ from pathlib import Path
 from dnnstress.authors import find_authors_rows, published_layers
 from dnnstress.figures import fig3_datasets, fig_layers, save_figure
 from dnnstress.frontier import format_params, rate_score_frontier
-from dnnstress.report import BUDGETS, HEADLINE_LOSS, _unique_rows, write_report
-from dnnstress.sweep import read_results
+from dnnstress.report import BUDGETS, HEADLINE_LOSS, report_rows, write_report
 from dnnstress.table3 import EXPERIMENT_NAMES, LOSSES
 
 CAMPAIGN_NAME = "campaign.json"
@@ -83,7 +82,7 @@ def write_campaign_report(directory, *, authors=None, losses=LOSSES) -> dict:
     for sweep in campaign["sweeps"]:
         try:
             summary = write_report(sweep["dir"], authors=authors, losses=losses)
-            rows, _ = _unique_rows(read_results(sweep["dir"], allow_duplicates=True))
+            rows, _ = report_rows(sweep["dir"])
         except (FileNotFoundError, ValueError) as error:
             skipped[sweep["name"]] = str(error)
             warnings.warn(f"sweep {sweep['name']} left out of the campaign report: {error}",

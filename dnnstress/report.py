@@ -82,7 +82,7 @@ def write_report(directory, *, authors=None, losses=LOSSES) -> dict:
     if not (directory / "results.csv").is_file():
         raise FileNotFoundError(f"no results.csv in {directory}: run `dnnstress sweep "
                                 f"FEATURES.npz --out {directory}` first")
-    rows, duplicates = _unique_rows(read_results(directory, allow_duplicates=True))
+    rows, duplicates = report_rows(directory)
     if duplicates:
         warnings.warn(f"{directory / 'results.csv'}: {duplicates} duplicated row(s) left "
                       f"out (same experiment, parameters and repeat as an earlier row; the "
@@ -268,9 +268,13 @@ def _dataset_title(name):
         return name
 
 
+def report_rows(directory):
+    """The rows a report of ``directory`` uses, and how many it left out: the first row of
+    each key (:func:`dnnstress.sweep.store.row_key`) of ``results.csv``."""
+    return _unique_rows(read_results(directory, allow_duplicates=True))
+
+
 def _unique_rows(rows):
-    """The first row of each key (:func:`dnnstress.sweep.store.row_key`), and how many
-    later ones were left out."""
     seen, unique = set(), []
     for row in rows:
         key = row_key(row)
