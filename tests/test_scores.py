@@ -193,3 +193,15 @@ def test_command_line_scores(fashion, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["sweep", str(path), "--out", str(tmp_path / "t"), "--scores", "svm,ann"])
     assert "choose from svm, knn, retrieval" in capsys.readouterr().err
+
+
+def test_same_values_on_the_array_backend(xp):
+    rng = np.random.default_rng(2)
+    train, test = (l2_normalize(rng.standard_normal(shape)) for shape in ((50, 6), (20, 6)))
+    y_train, y_test = rng.integers(0, 3, 50), rng.integers(0, 3, 20)
+    s = Scores(ALL, recall_ks=(1, 10), label_k=4)
+    stressed = [np.round(x * 4) / 4 for x in (train, test)]
+    expected = NeighbourScorer(s).fit(train, test, y_train, y_test).score(*stressed)
+    got = NeighbourScorer(s, block_rows=7).fit(xp.asarray(train), xp.asarray(test), y_train,
+                                               y_test).score(*map(xp.asarray, stressed))
+    assert got == pytest.approx(expected, abs=1e-12)
