@@ -14,9 +14,11 @@ similarity), once in the unstressed space and once in the stressed one.
 Search is brute force, by blocked matrix products: ``block_rows`` queries at a time are
 scored against the whole database, so memory stays at ``block_rows x n_train`` scores
 whatever the number of queries (by default as many rows as make about 32 MiB of
-scores: a matrix product of a few hundred rows runs well below the speed of a large one).  Ranking is a total order, decreasing score and then
-increasing training index, so results are deterministic, ties included, and the ``k``
-nearest are the first ``k`` of the ``K > k`` nearest.  Written against the array API:
+scores: a matrix product of a few hundred rows runs well below the speed of a large
+one).  Ranking is a total order, decreasing score and then increasing training index,
+so results are deterministic, ties included, and the ``k`` nearest are the first ``k``
+of the ``K > k`` nearest; the top k of a block costs one selection pass and one read
+of the positions (:func:`_top_k`).  Written against the array API:
 numpy or CuPy in, the same backend computes.
 """
 

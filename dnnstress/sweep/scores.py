@@ -61,8 +61,8 @@ class Scores:
                             f"{self.names!r}") from None
         unknown = [n for n in names if n not in SCORES]
         if unknown or not names:
-            raise ValueError(f"unknown score(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
-                             f"choose from {', '.join(SCORES)}")
+            given = ", ".join(map(repr, unknown)) or "(none given)"
+            raise ValueError(f"unknown score(s) {given}; choose from {', '.join(SCORES)}")
         if len(set(names)) != len(names):
             raise ValueError(f"scores {', '.join(names)} name one twice")
         object.__setattr__(self, "names", names)
