@@ -90,7 +90,7 @@ def _client(scheduler, workers):
     distributed = check_distributed()
     if scheduler is not None:
         try:
-            client = distributed.Client(scheduler, timeout="20s")
+            client = distributed.Client(scheduler)  # distributed.comm.timeouts.connect
         except OSError as error:
             raise RuntimeError(f"cannot reach the Dask scheduler at {scheduler}: "
                                f"{error}") from None
