@@ -8,8 +8,10 @@ TensorFlow "SAME" padding, residual adds where shape allows, then global average
 and a 1000-way classifier.
 
 The graph exposes these outputs, each ``(batch, d)`` float32, so one session serves every
-feature layer, and one run of it any set of them (onnxruntime computes only the outputs
-asked for):
+feature layer, and one run of it any set of them.  A run costs the whole network whichever
+outputs it fetches (measured with onnxruntime 2026-12-02: ``block7_pooled`` alone takes
+as long as ``logits``), so several layers should come from one run; ``dnnstress bench
+extract`` times one run for every layer against one run per layer:
 
 - ``block7_pooled``, ``block10_pooled``, ``block14_pooled``, ``block15_pooled``: the
   outputs of the last block of each of the last four stages (80 x 14 x 14, 112 x 14 x 14,
