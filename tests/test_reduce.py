@@ -149,3 +149,48 @@ def test_float32_pca_of_subnormal_features_stays_finite():
     # projection then runs in float64 instead of overflowing.
     X = np.array([[1e-45, 0, 0], [0, 0, 0]], dtype=np.float32)
     assert np.isfinite(PCADrop().fit(X).components_).all()
+
+
+@pytest.mark.parametrize("n, d", [(200, 12), (15, 40)])  # covariance and Gram routes
+def test_pca_fit_of_k_directions_is_the_leading_part_of_the_full_fit(n, d):
+    X = correlated(n, d)
+    full = PCADrop().fit(X)
+    k = 5
+    pca = PCADrop(k).fit(X)
+    assert pca.components_.shape == (k, d) and pca.explained_variance_.shape == (k,)
+    np.testing.assert_allclose(pca.components_, full.components_[:k], atol=1e-12)
+    np.testing.assert_allclose(pca.explained_variance_, full.explained_variance_[:k])
+    pca.set_params(n_components=3)  # lowered after the fit: its leading directions
+    np.testing.assert_allclose(pca.transform(X), full.transform(X)[:, :3], atol=1e-10)
+    pca.set_params(n_components=k + 1)
+    with pytest.raises(ValueError, match=f"n_components={k + 1} but only {k} principal"):
+        pca.transform(X)
+
+
+def test_float32_gram_route_keeps_the_float64_variance_at_every_count():
+    # DR-2's score depends on the kept subspace only (the SVM on L2-normalised features
+    # is rotation invariant), so the criterion at each count is the variance it keeps.
+    rng = np.random.default_rng(5)
+    X = np.maximum(correlated(150, 600, seed=5) + rng.standard_normal(600), 0).astype(np.float32)
+    ours = PCADrop().fit(X)
+    exact = PCA(svd_solver="full").fit(X.astype(np.float64))
+    centred = X.astype(np.float64) - X.mean(axis=0, dtype=np.float64)
+    for k in (7, 30, 74, 149):
+        kept = np.sum((centred @ ours.components_[:k].T) ** 2) / (len(X) - 1)
+        reference = np.sum(exact.explained_variance_[:k])
+        assert abs(kept - reference) < 1e-6 * reference, (k, kept, reference)
+
+
+@pytest.mark.parametrize("scale, dtype", [(1.0, np.float32), (1e20, np.float64),
+                                          (1e-20, np.float64)])
+def test_products_leave_float32_for_features_beyond_its_comfortable_range(scale, dtype):
+    from dnnstress.stress.reduce import _product_dtype
+
+    X = (correlated(10, 40) * scale).astype(np.float32)
+    assert _product_dtype(X) == dtype
+    assert _product_dtype(X.astype(np.float64)) == np.float64
+    # Still the float64 fit's leading directions, whatever the scale.
+    ours = PCADrop(3).fit(X).components_
+    exact = PCA(n_components=3, svd_solver="full").fit(X.astype(np.float64)).components_
+    signs = np.sign(np.sum(ours * exact, axis=1))
+    np.testing.assert_allclose(ours, exact * signs[:, None], atol=1e-5)
