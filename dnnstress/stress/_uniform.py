@@ -9,8 +9,9 @@ arithmetic then runs in that type (float32 features are quantized in float32, wh
 halves the cost of the division on CPUs and GPUs alike and is exact enough: codes up
 to 65535 are integers in float32):
 
-    lo        training minimum (per dimension; Q-1 repeats the global one)
-    step      (max - min) / h, 0 for a dimension constant on the training set
+    lo        low end of the range (per dimension; Q-1 repeats one): the training
+              minimum, or a calibrated end (``_ranges``)
+    step      (high - lo) / h, 0 for a range of width 0 (a constant dimension)
     safe_step step where step > 0, +inf where step == 0
     t         (x - lo) / safe_step              IEEE division, no reciprocal
     code      clip(ceil(t) - 1, 0, h - 1)       nearest centre; an exact tie between two
@@ -20,7 +21,7 @@ to 65535 are integers in float32):
     value     lo + (code + 0.5) * step          no fused multiply-add
 
 A constant dimension therefore gets code 0 (t = 0) and value lo; values outside the
-training range clamp to the first or last centre.  The callers keep two preconditions
+range clamp to the first or last centre.  The callers keep two preconditions
 (``UniformQuantizer`` does): ``max - min`` is finite in X's type, and ``step`` is 0
 where it would round to 0 in X's type (else that dimension divides by zero).
 
