@@ -66,8 +66,10 @@ def add_parser(subparsers):
                         help="average precision of multi-label data: VOC 2007 11-point "
                              "interpolated or area under the PR curve (default %(default)s)")
     parser.add_argument("--solver", choices=SOLVERS, default="ours",
-                        help="SVM solver: our batched Newton-CG, or cuML's LinearSVC (needs "
-                             "cuML; for comparison) (default %(default)s)")
+                        help="SVM solver: ours (on the CPU dual coordinate descent, then "
+                             "Newton-CG for what it leaves; batched Newton-CG on the GPU), "
+                             "or cuML's LinearSVC (needs cuML; for comparison) (default "
+                             "%(default)s)")
     parser.add_argument("--batch", type=_batch_argument, default="auto",
                         help="configurations trained per solver call, or 'auto' (8 on "
                              "cuda, 1 on cpu) (default %(default)s)")

@@ -85,7 +85,8 @@ def run_sweep(features, out_dir, *, experiments=EXPERIMENTS, grid: Grid | None =
     ap_method : {"voc07", "area"}
         Average precision of multi-label data: VOC 2007 11-point or area under PR.
     solver : {"ours", "cuml"}
-        The SVM solver (:func:`dnnstress.classify.fit_linear_svms`): our batched one, or
+        The SVM solver (:func:`dnnstress.classify.fit_linear_svms`): ours (on the CPU
+        dual coordinate descent then Newton-CG, on the GPU batched Newton-CG), or
         cuML's LinearSVC for comparison (needs cuML).
     batch : int or "auto"
         Configurations trained together in one solver call, zero-padded to the widest
