@@ -1,8 +1,9 @@
 """`dnnstress extract` under faults: SIGKILL at seeded random moments, then a rerun, must
-give exactly the features of an uninterrupted run, of one layer or of several extracted in
-one pass; two extractions sharing a cache take turns and both succeed.  Real subprocesses
+give exactly the features of an uninterrupted run of several layers extracted in one
+pass; two extractions sharing a cache take turns and both succeed.  Real subprocesses
 on a tiny network and a small fake Fashion-MNIST, so each test takes seconds."""
 
+import json
 import os
 import select
 import signal
@@ -33,7 +34,9 @@ sys.exit(args.func(args))
 @pytest.fixture
 def job(tmp_path):
     """Runs `dnnstress extract` on the tiny network with a given cache and output."""
-    make_fashion(tmp_path / "fashion", n_train=200, n_test=60)
+    # 40 batches: enough moments for the kills to hit, few enough checkpoint writes
+    # (each a synchronous flush per layer) to keep a run near its start-up time.
+    make_fashion(tmp_path / "fashion", n_train=120, n_test=40)
     network = tmp_path / "four.onnx"
     build_four_outputs(network)
 
@@ -41,7 +44,7 @@ def job(tmp_path):
         command = [sys.executable, "-c", ONLY_EXTRACT, "extract", "--model", str(network),
                    "--layer", layers, "--mean", "0,0,0", "--std", "1,1,1",
                    "--dataset", "fashion-mnist", "--root", str(tmp_path / "fashion"),
-                   "--batch-size", "2", "--no-progress", "--out", str(out)]
+                   "--batch-size", "4", "--no-progress", "--out", str(out)]
         environment = {**os.environ, "DNNSTRESS_CACHE": str(cache)}
         return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -82,24 +85,44 @@ def _assert_cache_sound(cache, n_layers=1):
     assert leftovers == []  # no checkpoint or half-written file survives a finished run
 
 
-@pytest.mark.slow  # a dozen process starts
-@pytest.mark.parametrize("layers", ["means", "means,maxes,flat"], ids=["one", "three"])
-def test_sigkill_at_random_moments_then_rerun_gives_identical_features(tmp_path, job, layers):
-    started = time.perf_counter()
+@pytest.mark.slow  # seven process starts
+def test_sigkill_at_random_moments_then_rerun_gives_identical_features(tmp_path, job):
+    # Three layers: a one-layer extraction is the same code with one checkpoint, and a
+    # kill here can also land between two layers' writes or stores.
+    layers = "means,maxes,flat"
     _finish(job(tmp_path / "clean-cache", tmp_path / "clean", layers))
-    duration = time.perf_counter() - started
-    # One chain of kills: each rerun resumes what the killed runs before it left (a
-    # checkpoint, perhaps a half-written file, some layers stored) and is itself killed,
-    # the last finishes.
+    # One chain of kills, each once a checkpoint holds a seeded number of rows, then a
+    # seeded moment more, so each rerun resumes what the killed runs before it left (a
+    # checkpoint, perhaps a half-written file, some layers stored) and is itself killed;
+    # the last finishes.  (Moments timed from the start alone mostly fell after the first
+    # rerun had finished everything: the test could not fail.)
     cache, out = tmp_path / "cache", tmp_path / "out"
-    for moment in np.random.default_rng(2016).uniform(0.2, 1.0, 5) * duration:
+    rng = np.random.default_rng(2016)
+    interrupted = 0
+    for rows, jitter in zip(sorted(rng.integers(4, 120, 5)), rng.uniform(0, 0.05, 5)):
         process = job(cache, out, layers)
-        time.sleep(moment)
+        _wait_for_rows(cache, process, rows)
+        time.sleep(jitter)
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=120)
+        interrupted += bool(list((cache / "features").glob(".*.state.json")))
+    assert interrupted >= 3, "the kills did not land in the middle of extractions"
     _finish(job(cache, out, layers))
     _assert_same(out, _arrays(tmp_path / "clean"))
     _assert_cache_sound(cache, n_layers=len(layers.split(",")))
+
+
+def _wait_for_rows(cache, process, rows, timeout=60):
+    """Until a checkpoint in ``cache`` holds ``rows`` rows, or ``process`` has ended."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        for state in (cache / "features").glob(".*.state.json"):
+            try:
+                if json.loads(state.read_text())["done"] >= rows:
+                    return
+            except (OSError, ValueError):  # replaced or removed while read
+                pass
+        time.sleep(0.002)
 
 
 def _wait_for_checkpoint(cache, process, timeout=60):
