@@ -480,15 +480,21 @@ def _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective,
 
 def _sparse_rows(X):
     """X's CSR rows for the dual kernels ``(rows (B, n + 1), indices, values)`` where at
-    most ``_SPARSE_DENSITY`` of it is non-zero, else empty ones (dense rows are read)."""
+    most ``_SPARSE_DENSITY`` of it is non-zero, else empty ones (dense rows are read).
+
+    Dense or CSR, the three are writable C-contiguous arrays of the same dtypes, so
+    that numba compiles each kernel once per dtype of X, not once per layout (a cold
+    compilation costs seconds per kernel)."""
     n_versions, n, _ = X.shape
     nonzero = X != 0
     if np.count_nonzero(nonzero) > _SPARSE_DENSITY * X.size:
-        return np.zeros((n_versions, 0), dtype=np.int64), np.zeros(0, np.int64), X[:0, 0, 0]
+        return (np.zeros((n_versions, 0), dtype=np.int64), np.zeros(0, np.int64),
+                np.zeros(0, X.dtype))
     ends = np.cumsum(nonzero.sum(axis=2).ravel())
     rows = np.concatenate([[0], ends])
     rows = np.lib.stride_tricks.sliding_window_view(rows, n + 1)[::n]
-    return np.ascontiguousarray(rows), np.nonzero(nonzero)[2], X[nonzero]
+    return (np.array(rows, dtype=np.int64), np.ascontiguousarray(np.nonzero(nonzero)[2]),
+            X[nonzero])
 
 
 def _first_dual_eps(threshold, n_used, C):

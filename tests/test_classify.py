@@ -603,3 +603,37 @@ def test_sparse_rows_give_the_dense_solution(monkeypatch, dtype):
         w_ref, b_ref = liblinear(X, Y[:, label])
         ref = objective(w_ref, b_ref, X, Y[:, label])
         assert abs(csr[2]["objective"][0, label] - ref) <= 1e-3 * ref
+
+
+def test_sparse_rows_are_scipy_csr_in_the_dense_rows_types():
+    """The kernels' CSR rows are scipy's CSR matrix of each version, and dense or CSR
+    they are writable C-contiguous arrays of the same dtypes: numba then compiles each
+    kernel once per dtype of X (a cold compilation costs seconds per kernel)."""
+    import scipy.sparse
+
+    from dnnstress import _svm_kernels
+
+    rng = np.random.default_rng(3)
+    X = np.where(rng.random((2, 30, 12)) < 0.05, rng.random((2, 30, 12)), 0.0)
+    X = X.astype(np.float32)
+    rows, indices, values = classify._sparse_rows(X)
+    for k in range(2):
+        csr = scipy.sparse.csr_matrix(X[k])
+        start = rows[k, 0]
+        np.testing.assert_array_equal(rows[k] - start, csr.indptr)
+        np.testing.assert_array_equal(indices[start:rows[k, -1]], csr.indices)
+        np.testing.assert_array_equal(values[start:rows[k, -1]], csr.data)
+    dense = classify._sparse_rows(np.ones((2, 30, 12), np.float32))
+    assert dense[0].shape == (2, 0) and dense[1].size == 0 and dense[2].size == 0
+    for sparse_array, dense_array in zip((rows, indices, values), dense):
+        for array in (sparse_array, dense_array):
+            assert array.flags.c_contiguous and array.flags.writeable
+        assert (sparse_array.dtype, sparse_array.ndim) == (dense_array.dtype, dense_array.ndim)
+    # A fit of each kind in float32 adds at most one float32 specialisation per kernel.
+    Y = np.where(np.arange(30) % 2, 1, -1)[:, None].astype(np.int8)
+    for features in (X[:1] + 0.0, np.ones((1, 30, 12), np.float32) + X[:1]):
+        fit_linear_svms(features, Y, method="dual")
+    for kernel in (_svm_kernels.dual_coordinate_descent, _svm_kernels.synchronize_weights,
+                   _svm_kernels.primal_check):
+        float32 = [s for s in kernel.signatures if str(s[0].dtype) == "float32"]
+        assert len(float32) == 1, (kernel.__name__, float32)
