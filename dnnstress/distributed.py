@@ -99,7 +99,8 @@ def _client(scheduler, workers):
         return
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     cluster = distributed.LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=workers, threads_per_worker=1, processes=True,
+        dashboard_address=":0",  # any free port: never "8787 is already in use"
         env=dict.fromkeys(_THREAD_VARIABLES, threads))
     with cluster, distributed.Client(cluster) as client:
         yield client

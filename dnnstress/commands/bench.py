@@ -8,7 +8,7 @@ from dnnstress.commands._common import (add_json_argument, add_quiet_argument,
                                         add_threads_argument, human_output, params_of,
                                         write_json)
 
-_TOPICS = ("quantize", "svm", "sweep", "extract", "memory", "retrieval")
+_TOPICS = ("quantize", "svm", "sweep", "extract", "memory", "retrieval", "campaign")
 
 
 def add_parser(subparsers):
