@@ -99,6 +99,23 @@ def test_scheduler_option_on_the_command_line(tmp_path, cluster):
     assert _rows(tmp_path / "dask") == _rows(tmp_path / "local")
 
 
+def test_a_campaign_on_the_cluster_gives_the_single_process_sweeps(tmp_path, cluster):
+    from dnnstress.campaign import run_campaign
+
+    files = [_features(n_train=40, n_test=20, d=6, seed=k).save(tmp_path / f"f{k}.npz")
+             for k in range(2)]
+    campaign = {"features": [{"file": str(f)} for f in files],
+                "experiments": [{"name": "g", "experiments": ["dr1", "q2"],
+                                 "grid": {"levels": [2, 3], "dr_steps": [5, 10],
+                                          "repeats": 2}}]}
+    run_campaign(campaign, tmp_path / "local", progress=False)
+    run_campaign(campaign, tmp_path / "dask", progress=False,
+                 scheduler=cluster.client.scheduler.address)
+    for name in ("f0.g", "f1.g"):
+        local = _rows(tmp_path / "local" / name)
+        assert len(local) == 1 + 2 * 2 + 2 and _rows(tmp_path / "dask" / name) == local
+
+
 def test_unreachable_scheduler_is_one_line(tmp_path, capsys):
     from dnnstress.cli import main
 
