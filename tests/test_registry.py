@@ -101,6 +101,21 @@ def test_paper_grid_configurations():
                   {"n_levels": 2, "range": "std", "n_std": 2.0}]
 
 
+def test_a_list_of_grids_unites_their_configurations_in_order():
+    # Q-2 over the training range at h = 2, 4 and over a quantile range at h = 256 (the
+    # demo's "int8 quantile"), which no single product of values gives.
+    overrides = [{"n_levels": (2, 4)}, {"n_levels": (256, 2), "range": ("quantile",)}]
+    units = plan(["q2"], None, 8, 50, params={"q2": overrides})
+    assert [spec.params for unit in units[1:] for spec in unit.specs] == [
+        {"n_levels": 2, "range": "minmax"}, {"n_levels": 4, "range": "minmax"},
+        {"n_levels": 256, "range": "quantile", "quantile": 0.001},
+        {"n_levels": 2, "range": "quantile", "quantile": 0.001}]
+    with pytest.raises(ValueError, match="unknown parameter 'levels' of experiment q2"):
+        plan(["q2"], None, 8, 50, params={"q2": [{"n_levels": (2,)}, {"levels": (3,)}]})
+    with pytest.raises(TypeError, match="non-empty list"):
+        plan(["q2"], None, 8, 50, params={"q2": []})
+
+
 def test_dr2_fc_and_pcapq_share_one_unit_with_one_pca_fit(monkeypatch):
     fits = []
     original = PCADrop.fit

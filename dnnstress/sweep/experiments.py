@@ -177,15 +177,21 @@ class Experiment:
         return {name: values[0] for name, values in self.params.items()
                 if not isinstance(values, PerWidth)}
 
-    def configurations(self, grid: Mapping[str, object], context: Context) -> list[dict]:
-        """The distinct configurations of ``grid`` (this experiment's parameter grid) on
-        features described by ``context``, in grid order (the first parameter varies
-        slowest), canonical and with the derived parameters filled in."""
-        values = {name: _values(value, context.n_features) for name, value in grid.items()}
+    def configurations(self, grid, context: Context) -> list[dict]:
+        """The distinct configurations of ``grid`` on features described by ``context``,
+        in grid order (the first parameter varies slowest), canonical and with the
+        derived parameters filled in.
+
+        ``grid`` is this experiment's parameter grid (name -> values: their product), or
+        a list of such grids (the union of their products, as scikit-learn's
+        ``ParameterGrid`` reads a list of dicts)."""
         configurations = {}
-        for combination in itertools.product(*values.values()):
-            params = self.complete(dict(zip(values, combination)), context)
-            configurations.setdefault(canonical_params(params), params)
+        for one_grid in [grid] if isinstance(grid, Mapping) else grid:
+            values = {name: _values(value, context.n_features)
+                      for name, value in one_grid.items()}
+            for combination in itertools.product(*values.values()):
+                params = self.complete(dict(zip(values, combination)), context)
+                configurations.setdefault(canonical_params(params), params)
         return list(configurations.values())
 
     def complete(self, params: dict, context: Context) -> dict:
@@ -353,32 +359,49 @@ def parse_experiments(text) -> tuple[str, ...]:
     return tuple(name for name in _REGISTRY if name in names)
 
 
-def param_grids(experiments, grid: Grid | None = None, params=None) -> dict[str, dict]:
-    """Each experiment's parameter grid: its defaults, the paper experiments' from
-    ``grid`` (a :class:`~dnnstress.sweep.Grid`, when given), then ``params``
-    (``{"binary": {"threshold": ("zero", "mean")}}``) over both.  Unknown experiment or
-    parameter names in ``params`` are a ValueError listing the valid ones."""
+def param_grids(experiments, grid: Grid | None = None, params=None) -> dict[str, list]:
+    """Each experiment's parameter grids (a list of one or more name -> values maps,
+    each read as the product of its values): its defaults, the paper experiments' from
+    ``grid`` (a :class:`~dnnstress.sweep.Grid`, when given), then ``params`` over both.
+
+    ``params`` maps an experiment to its overrides, ``{"binary": {"threshold": ("zero",
+    "mean")}}``, or to a list of them, each over the defaults, whose configurations are
+    united: ``{"q2": [{"n_levels": (2, 4)}, {"n_levels": (256,), "range":
+    ("quantile",)}]}`` runs Q-2 over the training range at h = 2, 4 and over a quantile
+    range at h = 256.  Unknown experiment or parameter names are a ValueError listing the
+    valid ones."""
     grids = {e.name: dict(e.params) for e in experiments}
     if grid is not None:
         for name, values in grid.params().items():
             if name in grids and is_registered(name) and get_experiment(name) in experiments:
                 grids[name].update(values)
+    chosen = {name: [base] for name, base in grids.items()}
     for name, overrides in (params or {}).items():
         if name not in grids:
             raise ValueError(f"params given for experiment {name!r}, which this sweep does "
                              f"not run; its experiments: {', '.join(grids)}")
-        if not isinstance(overrides, Mapping):
-            raise TypeError(f"params[{name!r}] must map parameter names to values")
-        for param, values in overrides.items():
-            if param not in grids[name]:
-                valid = ", ".join(grids[name]) or "(it has none)"
-                raise ValueError(f"unknown parameter {param!r} of experiment {name}; its "
-                                 f"parameters: {valid}")
-            values = (values,) if isinstance(values, (str, numbers.Number)) else tuple(values)
-            if not values:
-                raise ValueError(f"parameter {name}.{param} needs at least one value")
-            grids[name][param] = tuple(_scalar(v, f"{name}.{param}") for v in values)
-    return grids
+        overrides = [overrides] if isinstance(overrides, Mapping) else overrides
+        if (not isinstance(overrides, (list, tuple)) or not overrides
+                or not all(isinstance(o, Mapping) for o in overrides)):
+            raise TypeError(f"params[{name!r}] must map parameter names to values, or be "
+                            f"a non-empty list of such maps")
+        chosen[name] = [_overridden(grids[name], o, name) for o in overrides]
+    return chosen
+
+
+def _overridden(base: dict, overrides: Mapping, name: str) -> dict:
+    """``base`` (an experiment's grid) with the values of ``overrides``, checked."""
+    grid = dict(base)
+    for param, values in overrides.items():
+        if param not in base:
+            valid = ", ".join(base) or "(it has none)"
+            raise ValueError(f"unknown parameter {param!r} of experiment {name}; its "
+                             f"parameters: {valid}")
+        values = (values,) if isinstance(values, (str, numbers.Number)) else tuple(values)
+        if not values:
+            raise ValueError(f"parameter {name}.{param} needs at least one value")
+        grid[param] = tuple(_scalar(v, f"{name}.{param}") for v in values)
+    return grid
 
 
 def describe(experiment: Experiment) -> str:

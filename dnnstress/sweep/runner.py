@@ -193,11 +193,14 @@ class Sweep:
                 "score_columns": ["score", *self.score_columns]}
 
     def _resolved_grids(self) -> dict:
-        """Each experiment's parameter values on these features, as JSON lists."""
+        """Each experiment's parameter values on these features, as JSON lists (a list of
+        grids where the sweep unites several)."""
         n = self.features.n_features
-        return {name: {param: list(v.values(n) if isinstance(v, PerWidth) else v)
-                       for param, v in grid.items()}
-                for name, grid in self._grids.items()}
+        resolved = {name: [{param: list(v.values(n) if isinstance(v, PerWidth) else v)
+                            for param, v in grid.items()} for grid in grids]
+                    for name, grids in self._grids.items()}
+        return {name: grids[0] if len(grids) == 1 else grids
+                for name, grids in resolved.items()}
 
     def run(self) -> Sweep:
         """Compute every pending row, appending each to ``results.csv``; returns self.
