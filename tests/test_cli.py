@@ -11,6 +11,8 @@ from dnnstress.commands import demo as demo_command
 from dnnstress.commands._common import thread_limits
 from dnnstress.features import FeatureSet
 from dnnstress.stress import dr_schedule
+from dnnstress.sweep import read_results
+from dnnstress.sweep.experiments import get_experiment
 
 
 def _subcommands(parser, path=()):
@@ -261,15 +263,66 @@ def test_demo_summary_lists_every_file_written_and_the_baseline_once(
                                                         dr_steps=(10,)))
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--experiments", "baseline,q1,dr1",
-                 "--seed", "7", "--no-progress"]) == 0
+                 "--seed", "7", "--no-progress", "--modern", "none"]) == 0
     printed = capsys.readouterr().out
     assert seen == {"seed": 7, "threads": None, "progress": False}
     assert json.loads((out / "sweep.json").read_text())["runs"][0]["grid"]["base_seed"] == 7
     written = printed.split("written to ")[1].splitlines()[0].split(": ", 1)[1].split(", ")
     assert {"features.npz", "results.csv", "sweep.json", "table3.md", "table3.csv",
-            "fig4_q.png", "fig2_dr.png"} == set(written)
+            "fig4_q.png", "fig2_dr.png", "frontier_score.csv", "frontier_score.json",
+            "frontier_score.md", "rate_score_score.png"} == set(written)
     assert all((out / name).is_file() for name in written)
     assert printed.count("Baseline") == 1
+    assert {row["experiment"] for row in read_results(out)} == {"baseline", "q1", "dr1"}
+
+
+@pytest.mark.parametrize("with_faiss", [True, False])
+def test_demo_runs_the_compact_modern_grid_beside_the_papers(tmp_path, features_file,
+                                                            monkeypatch, capsys, with_faiss):
+    from dnnstress.sweep import Grid
+
+    class FakeModel:
+        name, description = "fake", "a fake network"
+
+        def onnx_path(self):
+            return None
+
+    monkeypatch.setattr(demo_command, "_ensure_fashion_mnist", lambda args: None)
+    monkeypatch.setattr(demo_command, "get_model", FakeModel)
+    monkeypatch.setattr(demo_command, "extract_features",
+                        lambda *args, **kwargs: FeatureSet.load(features_file))
+    monkeypatch.setattr(demo_command, "DEMO_GRID", Grid(levels=(2, 3), repeats=1))
+    if not with_faiss:
+        real_find_spec = demo_command.importlib.util.find_spec
+        monkeypatch.setattr(demo_command.importlib.util, "find_spec",
+                            lambda name: None if name == "faiss" else real_find_spec(name))
+    elif demo_command.importlib.util.find_spec("faiss") is None:
+        pytest.skip("faiss is not installed")
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--experiments", "baseline,q2",
+                 "--no-progress", "--no-authors"]) == 0
+    printed = capsys.readouterr().out
+    rows = read_results(out)
+    configurations = {(row["experiment"], json.dumps(row["params"], sort_keys=True))
+                      for row in rows}
+    n = rows[0]["n_features"]
+    expected = {("baseline", "{}"),
+                *(("q2", json.dumps({"n_levels": h, "range": "minmax"})) for h in (2, 3)),
+                ("q2", json.dumps({"n_levels": 256, "quantile": 0.001, "range": "quantile"})),
+                *(("binary", json.dumps({"threshold": t})) for t in ("median", "zero")),
+                *(("rq2", json.dumps({"n_levels": h, "range": "minmax", "repeat": 0,
+                                      "seed": 0})) for h in (2, 4, 16)),
+                ("rbinary", json.dumps({"repeat": 0, "seed": 0, "threshold": "zero"}))}
+    if with_faiss:
+        # PQ on its registry grid of sub-vectors, with 16 centroids each.
+        counts = get_experiment("pq").params["n_subvectors"].values(n)
+        expected |= {("pq", json.dumps({"n_bits": 4, "n_subvectors": m})) for m in counts}
+    else:
+        assert "faiss is not installed: pq left out (pip install faiss-cpu)" in printed
+    assert configurations == expected
+    # Table 3 judges the paper's Q-2 only; the frontier's budgets see every stressor.
+    assert "Q-2" in printed and "Best within 1 bit/dim: " in printed
+    assert json.loads((out / "frontier_score.json").read_text())
 
 
 @pytest.mark.parametrize("option, expected", [([], None), (["--no-authors"], False),
