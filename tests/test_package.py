@@ -8,11 +8,12 @@ import pytest
 from dnnstress.cli import build_parser, main
 
 
-def test_importing_dnnstress_never_imports_gpu_packages():
+def test_importing_dnnstress_never_imports_gpu_or_optional_packages():
     code = ("import sys, dnnstress, dnnstress.stress, dnnstress.classify, dnnstress.metrics, "
             "dnnstress.sweep, dnnstress.extract, dnnstress.report, dnnstress.cli, "
             "dnnstress._cuda; dnnstress.cli.build_parser(); "
-            "print(sorted(m for m in ('cupy', 'cuml', 'onnxruntime') if m in sys.modules))")
+            "print(sorted(m for m in ('cupy', 'cuml', 'onnxruntime', 'distributed', 'faiss') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
@@ -22,9 +23,10 @@ def test_every_command_and_benchmark_is_registered():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
     assert set(commands) == {"demo", "extract", "models", "data", "sweep", "report", "bench",
-                             "doctor"}
+                             "doctor", "campaign"}
     topics = commands["bench"]._subparsers._group_actions[0].choices
-    assert set(topics) == {"quantize", "svm", "sweep", "extract", "memory", "retrieval"}
+    assert set(topics) == {"quantize", "svm", "sweep", "extract", "memory", "retrieval",
+                           "campaign"}
 
 
 def test_no_command_prints_help(capsys):
