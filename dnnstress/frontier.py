@@ -35,7 +35,8 @@ _LEGACY_PARAMS = {"baseline": (), "dr1": ("kept_dims",), "dr2": ("kept_dims",),
 _PARAM_FORMATS = {"kept_dims": "{} dims", "kept_share": "{:g} % of dims", "n_levels": "h = {}",
                   "erased_bits": "{} bits erased"}
 _RECORD_FIELDS = ("bits_per_vector", "bits_per_dimension", "experiment", "params", "label",
-                  "score", "relative_score", "std", "n_repeats")
+                  "score", "relative_score", "std", "n_repeats", "entropy_bits_per_vector",
+                  "packed_bytes_per_vector")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class Configuration:
     ``value`` is the mean of the column over the repeats, ``std`` their standard
     deviation (ddof=1, as MATLAB's ``std`` the authors used; 0 for a single run) and
     ``relative`` the mean relative to the baseline's value of the column.
+    ``entropy_bits_per_vector`` (the mean over repeats) and ``packed_bytes_per_vector``
+    are the sizes a lossless coder and the packed codes reach; None where the rows
+    have none (no codes, or rows of an older sweep).
     """
 
     experiment: str
@@ -55,6 +59,8 @@ class Configuration:
     std: float
     n_repeats: int
     relative: float
+    entropy_bits_per_vector: float | None = None
+    packed_bytes_per_vector: int | None = None
 
     @property
     def bits_per_dimension(self) -> float:
@@ -68,12 +74,15 @@ class Configuration:
         return f"{name}: {format_params(self.params)}" if self.params else name
 
     def record(self) -> dict:
-        """A flat dict for tables: bits, experiment, params, label, score, relative score."""
+        """A flat dict for tables: bits, experiment, params, label, score, relative score,
+        entropy and packed sizes."""
         return {"bits_per_vector": self.bits_per_vector,
                 "bits_per_dimension": self.bits_per_dimension,
                 "experiment": self.experiment, "params": self.params, "label": self.label,
                 "score": self.value, "relative_score": self.relative, "std": self.std,
-                "n_repeats": self.n_repeats}
+                "n_repeats": self.n_repeats,
+                "entropy_bits_per_vector": self.entropy_bits_per_vector,
+                "packed_bytes_per_vector": self.packed_bytes_per_vector}
 
 
 @dataclass(frozen=True)
@@ -113,21 +122,30 @@ class Frontier:
         return [point.record() for point in self.points]
 
     def to_markdown(self) -> str:
-        """The frontier table: one line per point, from the fewest bits up."""
+        """The frontier table: one line per point, from the fewest bits up (with the
+        codes' entropy and packed bytes where a point has them)."""
+        storage = any(p.entropy_bits_per_vector is not None
+                      or p.packed_bytes_per_vector is not None for p in self.points)
         lines = [
             f"Rate-score frontier of {score_name(self.column, self.metric)} (baseline "
             f"{100 * self.baseline:.2f} %): each line is a configuration that no other "
             "beats with fewer or equal bits; read a budget's best configuration from the "
             "last line within it.",
             "",
-            "| bits / vector | bits / dim | experiment | parameters | score | relative |",
-            "|---:|---:|---|---|---:|---:|",
+            "| bits / vector | bits / dim | experiment | parameters | score | relative |"
+            + (" entropy bits | packed bytes |" if storage else ""),
+            "|---:|---:|---|---|---:|---:|" + ("---:|---:|" if storage else ""),
         ]
         for point in self.points:
-            lines.append(f"| {point.bits_per_vector} | {point.bits_per_dimension:.4g} | "
-                         f"{EXPERIMENT_NAMES.get(point.experiment, point.experiment)} | "
-                         f"{format_params(point.params) or '–'} | "
-                         f"{100 * point.value:.2f} % | {100 * point.relative:.2f} % |")
+            line = (f"| {point.bits_per_vector} | {point.bits_per_dimension:.4g} | "
+                    f"{EXPERIMENT_NAMES.get(point.experiment, point.experiment)} | "
+                    f"{format_params(point.params) or '–'} | "
+                    f"{100 * point.value:.2f} % | {100 * point.relative:.2f} % |")
+            if storage:
+                entropy, packed = point.entropy_bits_per_vector, point.packed_bytes_per_vector
+                line += (f" {'–' if entropy is None else f'{entropy:.1f}'} | "
+                         f"{'–' if packed is None else packed} |")
+            lines.append(line)
         return "\n".join(lines) + "\n"
 
     def write(self, stem) -> list:
@@ -219,13 +237,18 @@ def configurations_of(rows, column: str = "score") -> list[Configuration]:
                              f"different bits_per_vector ({sorted(bits)}): they are not one "
                              f"configuration")
         values = [value for _, _, value in group]
+        entropies = [_value(row, "entropy_bits_per_vector") for _, row, _ in group]
+        packed = _value(first, "packed_bytes_per_vector")
         mean = math.fsum(values) / len(values)
         std = (math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
                if len(values) > 1 else 0.0)
         configurations.append(Configuration(
             experiment=experiment, params=params, bits_per_vector=bits.pop(),
             n_features=int(_required(first, "n_features")), value=mean, std=std,
-            n_repeats=len(values), relative=mean / baseline))
+            n_repeats=len(values), relative=mean / baseline,
+            entropy_bits_per_vector=(None if None in entropies
+                                     else math.fsum(entropies) / len(entropies)),
+            packed_bytes_per_vector=None if packed is None else int(packed)))
     return configurations
 
 

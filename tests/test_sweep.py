@@ -161,7 +161,8 @@ def _sklearn_accuracy(fs):
 def test_results_file_and_metadata(full_sweep):
     features, out, rows = full_sweep
     header = (out / "results.csv").read_text().splitlines()[0]
-    assert header == ",".join(COLUMNS) + ",params"
+    assert header == (",".join(COLUMNS)
+                      + ",params,entropy_bits_per_vector,packed_bytes_per_vector")
     metadata = json.loads((out / "sweep.json").read_text())
     assert metadata["normalize"] == "after"
     assert metadata["runs"][0]["grid"]["levels"] == [1, 2, 3]

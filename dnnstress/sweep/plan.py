@@ -22,12 +22,14 @@ the order, and of any interruption, of the sweep.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from dnnstress._array import array_namespace, astype_exact
+from dnnstress.stress.entropy import code_entropy
 from dnnstress.sweep.experiments import (Context, Experiment, SharedFit, canonical_params,
                                          keep_weights, param_grids, resolve)
 from dnnstress.sweep.grid import Grid
@@ -55,6 +57,10 @@ class Stressed:
     test_x: object
     bits_per_vector: int
     warm_start: Callable[[object], object] | None  # baseline weights (L, d) -> (L, d')
+    # The test split's storage (:func:`_storage`): the entropy of its codes, summed over
+    # dimensions (None for a stressor without codes), and the bytes of one packed row.
+    entropy_bits_per_vector: float | None = None
+    packed_bytes_per_vector: int | None = None
 
 
 @dataclasses.dataclass
@@ -84,7 +90,8 @@ class Unit:
             if experiment.make is None:
                 stressed = Stressed(spec, _narrowest(inputs[0], train_x.dtype),
                                     _narrowest(inputs[1], test_x.dtype),
-                                    int(stage.bits_per_vector), stage_start)
+                                    int(stage.bits_per_vector), stage_start,
+                                    *_storage(stage, inputs[1], int(stage.bits_per_vector)))
             else:
                 stressor = experiment.make(**spec.params).fit(inputs[0])
                 stressed = _apply(spec, stressor, *inputs, None)
@@ -177,9 +184,22 @@ def _check_bits(experiment: Experiment, spec: Spec, bits: int, n_features: int) 
 
 
 def _apply(spec, stressor, train_x, test_x, warm_start) -> Stressed:
+    bits = int(stressor.bits_per_vector)
     return Stressed(spec, _narrowest(stressor.transform(train_x), train_x.dtype),
                     _narrowest(stressor.transform(test_x), test_x.dtype),
-                    int(stressor.bits_per_vector), warm_start)
+                    bits, warm_start, *_storage(stressor, test_x, bits))
+
+
+def _storage(stressor, test_x, bits: int) -> tuple[float | None, int]:
+    """The empirical entropy of the test split's codes, summed over dimensions (what
+    an ideal per-dimension lossless coder stores; None for a stressor without
+    ``encode``), and the bytes of one row as ``pack`` writes it (``ceil(bits / 8)``
+    for a stressor without ``pack``)."""
+    entropy = (float(code_entropy(stressor.encode(test_x)).sum())
+               if hasattr(stressor, "encode") else None)
+    packed = (int(stressor.pack(test_x[:1]).shape[1]) if hasattr(stressor, "pack")
+              else math.ceil(bits / 8))
+    return entropy, packed
 
 
 def _narrowest(stressed, features_dtype):

@@ -306,15 +306,18 @@ def _trained_rows(waiting, pipeline):
 
 
 def _config_columns(stressed, n: int) -> dict:
-    """The configuration's columns of a row: its typed parameters, its storage, and
-    all its parameters (``params``).  A configuration without a kept_dims parameter
-    keeps the width of its output (the features' own for a quantizer)."""
+    """The configuration's columns of a row: its typed parameters, its storage (fixed
+    bits, codes' entropy, packed bytes), and all its parameters (``params``).  A
+    configuration without a kept_dims parameter keeps the width of its output (the
+    features' own for a quantizer)."""
     params, bits = stressed.spec.params, stressed.bits_per_vector
     kept = params.get("kept_dims", min(stressed.train_x.shape[1], n))
     return {"experiment": stressed.spec.experiment, "kept_dims": kept,
             **{name: params.get(name) for name in TYPED_PARAMS if name != "kept_dims"},
             "n_features": n, "kept_fraction": kept / n, "bits_per_vector": bits,
-            "compression_rate": compression_rate(n, bits), PARAMS_COLUMN: params}
+            "compression_rate": compression_rate(n, bits), PARAMS_COLUMN: params,
+            "entropy_bits_per_vector": stressed.entropy_bits_per_vector,
+            "packed_bytes_per_vector": stressed.packed_bytes_per_vector}
 
 
 class _Pipeline:

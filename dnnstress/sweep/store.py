@@ -16,11 +16,14 @@ one refuse.
 
 A row is identified by its experiment and its parameters (:func:`row_key`): the
 ``params`` column holds every parameter of the configuration as canonical JSON, next to
-the typed columns of the common ones (``COLUMNS``), which must agree with it.  A sweep
-may declare extra score columns (floats, after ``params``).  Results files written
-before the ``params`` column existed still load: their rows' parameters are filled from
-the typed columns and the registry's defaults, which gives the keys their rows have
-today; resuming such a sweep rewrites the file once in the current format.
+the typed columns of the common ones (``COLUMNS``), which must agree with it.  After
+it come the storage columns measured on the test split (``STORAGE_COLUMNS``: the
+entropy of the codes, empty for a stressor without codes, and the packed bytes), then
+the sweep's extra score columns (floats).  Results files written before ``params`` or
+the storage columns existed still load, the missing cells ``None``: rows without
+``params`` get their parameters from the typed columns and the registry's defaults,
+which gives the keys their rows have today; resuming such a sweep rewrites the file
+once in the current format.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ COLUMNS = ("experiment", "kept_dims", "n_levels", "erased_bits", "repeat", "seed
            "n_features", "kept_fraction", "bits_per_vector", "compression_rate", "score",
            "metric", "relative_score", "wall_time_s")
 PARAMS_COLUMN = "params"
+STORAGE_COLUMNS = ("entropy_bits_per_vector", "packed_bytes_per_vector")
 KEY_COLUMNS = ("experiment", PARAMS_COLUMN)
 RESULTS_NAME = "results.csv"
 METADATA_NAME = "sweep.json"
@@ -51,12 +55,16 @@ LOCK_NAME = ".sweep.lock"
 FAULT_VARIABLE = "DNNSTRESS_FAULT_AT"
 
 _INT_COLUMNS = {"kept_dims", "n_levels", "erased_bits", "repeat", "seed", "n_features",
-                "bits_per_vector"}
+                "bits_per_vector", "packed_bytes_per_vector"}
 _FLOAT_COLUMNS = {"kept_fraction", "compression_rate", "score", "relative_score",
-                  "wall_time_s"}
+                  "wall_time_s", "entropy_bits_per_vector"}
 # Typed columns filled exactly when the configuration has that parameter.
 _CONFIG_COLUMNS = tuple(p for p in TYPED_PARAMS if p != "kept_dims")
-_MAY_BE_EMPTY = {"relative_score"}  # None when the baseline scored 0
+# None when the baseline scored 0, when the stressor has no codes, or in a row of an
+# older file that a resume rewrote.
+_MAY_BE_EMPTY = {"relative_score", *STORAGE_COLUMNS}
+# Columns that older results files lack (read as None).
+_OPTIONAL = (PARAMS_COLUMN, *STORAGE_COLUMNS)
 
 
 def row_key(row: dict) -> tuple[str, str]:
@@ -66,21 +74,22 @@ def row_key(row: dict) -> tuple[str, str]:
 
 
 def header(extra_columns=()) -> tuple[str, ...]:
-    """The columns of a results file: ``COLUMNS``, ``params``, then the sweep's extra
-    score columns."""
-    return (*COLUMNS, PARAMS_COLUMN, *extra_columns)
+    """The columns of a results file: ``COLUMNS``, ``params``, ``STORAGE_COLUMNS``, then
+    the sweep's extra score columns."""
+    return (*COLUMNS, PARAMS_COLUMN, *STORAGE_COLUMNS, *extra_columns)
 
 
 def read_results(out_dir, *, allow_duplicates: bool = False) -> list[dict]:
     """The rows of ``DIR/results.csv`` with typed values.
 
     Integer columns come back as ``int``, fractional ones (and extra score columns) as
-    ``float``, empty cells as ``None``; ``experiment`` and ``metric`` stay strings,
-    ``params`` is a dict (filled in for files older than that column).  Experiments
-    must be registered (:func:`~dnnstress.sweep.register_experiment`) or recorded in
-    the folder's ``sweep.json``.  Rows appear in the order they
-    were written; an unterminated last line (a row still being written, or cut by a
-    kill) is left out.  ``out_dir`` may also be the path of the CSV file itself.
+    ``float``, empty cells (and columns older files lack) as ``None``; ``experiment``
+    and ``metric`` stay strings, ``params`` is a dict (filled in for files older than
+    that column).  Experiments must be registered
+    (:func:`~dnnstress.sweep.register_experiment`) or recorded in the folder's
+    ``sweep.json``.  Rows appear in the order they were written; an unterminated last
+    line (a row still being written, or cut by a kill) is left out.  ``out_dir`` may
+    also be the path of the CSV file itself.
     A row repeating an earlier row's key is refused, or with ``allow_duplicates``
     returned too (``dnnstress report`` uses the first of each and warns).
 
@@ -130,7 +139,7 @@ class ResultsStore:
         self.identity_defaults = identity_defaults or {}
         self.n_features = n_features
         self.columns = header(tuple(extra_columns))
-        self._old_rows = None  # rows of a file without params, rewritten by start_run
+        self._old_rows = None  # rows of an older format, rewritten by start_run
         self.results_path = self.out_dir / RESULTS_NAME
         self.metadata_path = self.out_dir / METADATA_NAME
         self._lock_fd = None
@@ -185,7 +194,7 @@ class ResultsStore:
         self._metadata = metadata
         if (not self.results_path.exists() or self.results_path.stat().st_size == 0
                 or self._old_rows is not None):
-            # A file of the format before params is rewritten in this one (same rows).
+            # A file of an older format is rewritten in this one (same rows).
             text = "".join(_csv_line(line) for line in
                            [self.columns, *map(self._cells, self._old_rows or [])])
             self._write(self.results_path, lambda: write_atomically(
@@ -267,7 +276,7 @@ class ResultsStore:
                   f"write; its configuration is computed again", file=sys.stderr)
         rows, columns = _parse(path, complete, self.n_features,
                                known=_experiments_of(self._metadata))
-        if columns == COLUMNS and self.columns == header():
+        if columns is not None and _older_format(columns, self.columns):
             self._old_rows = rows
         elif columns is not None and columns != self.columns:
             raise ValueError(f"{path} has the columns {', '.join(columns)}, this sweep "
@@ -324,8 +333,9 @@ def _parse(path: Path, data: bytes, n_features: int | None = None,
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         columns = tuple(next(reader))
-        if columns != COLUMNS and columns[:len(COLUMNS) + 1] != header() or len(
-                set(columns)) != len(columns):
+        common = tuple(column for column in columns if column in header())
+        if (not (common == header() or _older_format(common, header()))
+                or columns[:len(common)] != common or len(set(columns)) != len(columns)):
             raise ValueError(f"{path} does not have the sweep results columns "
                              f"({', '.join(header())}[, extra scores]); use a new --out "
                              f"folder")
@@ -346,6 +356,13 @@ def _parse(path: Path, data: bytes, n_features: int | None = None,
     return rows, columns
 
 
+def _older_format(columns: tuple, current: tuple) -> bool:
+    """Whether ``columns`` are the ``current`` ones without some that older files lack."""
+    missing = set(current) - set(columns)
+    return (bool(missing) and missing <= set(_OPTIONAL)
+            and tuple(column for column in current if column in columns) == columns)
+
+
 def _checked_row(cells: list[str], columns: tuple, n_features: int | None, known) -> dict:
     if len(cells) != len(columns):
         raise ValueError(f"it has {len(cells)} cells, not {len(columns)}")
@@ -357,7 +374,7 @@ def _checked_row(cells: list[str], columns: tuple, n_features: int | None, known
                          f"({', '.join(registered_experiments())}) nor recorded in "
                          f"{METADATA_NAME}; register it (dnnstress.sweep."
                          f"register_experiment) before reading")
-    row = {}
+    row = {column: None for column in _OPTIONAL if column not in text}
     for column, cell in text.items():
         if column == PARAMS_COLUMN:
             row[column] = _params(cell)
@@ -391,6 +408,10 @@ def _checked_row(cells: list[str], columns: tuple, n_features: int | None, known
         raise ValueError(f"bits_per_vector {row['bits_per_vector']} and compression_rate "
                          f"{row['compression_rate']} do not follow this dnnstress's "
                          f"accounting ({bits} bits): the row was written by another version")
+    packed = row["packed_bytes_per_vector"]
+    if packed is not None and 8 * packed < bits:
+        raise ValueError(f"packed_bytes_per_vector {packed} cannot hold its "
+                         f"bits_per_vector {bits}")
     return row
 
 
