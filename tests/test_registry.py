@@ -24,7 +24,7 @@ from dnnstress.sweep import (COLUMNS, EXPERIMENTS, Experiment, Grid, PerWidth, S
                              register_experiment, registered_experiments, run_sweep)
 from dnnstress.sweep.experiments import Context, canonical_params
 from dnnstress.sweep.plan import plan
-from dnnstress.sweep.store import row_key
+from dnnstress.sweep.store import header, row_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -203,7 +203,7 @@ def test_an_old_file_resumes_keeping_its_rows(tmp_path):
     sweep = Sweep(features, old, experiments="q2,dr1", grid=grid, progress=False).run()
     assert (sweep.written, sweep.skipped) == (1, len(clean) - 1)
     after = (old / "results.csv").read_text().splitlines()
-    assert after[0] == ",".join(COLUMNS) + ",params"  # rewritten in today's format
+    assert after[0] == ",".join(header())  # rewritten in today's format
     rows = read_results(old)
     assert [row_key(r) for r in rows] == [row_key(r) for r in clean]
     assert [r["score"] for r in rows[1:-1]] == [0.125] * (len(clean) - 2)

@@ -101,7 +101,7 @@ def _cells(index, value):
     (_cells(6, "7"), "n_features is 7, these features have 6"),
     (_cells(11, ""), "metric is empty"),
     (_cells(8, "999"), "bits_per_vector 999 and compression_rate"),  # another accounting
-    (lambda line: line.replace(",", ";"), "it has 1 cells, not 15"),
+    (lambda line: line.replace(",", ";"), "it has 1 cells, not 17"),
     (lambda line: "\xff" + line, "it is not UTF-8 text"),
 ])
 def test_garbled_row_is_refused_naming_file_and_line(tmp_path, edit, problem):
