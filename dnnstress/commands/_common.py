@@ -147,6 +147,16 @@ def thread_limits(threads: int | None):
         numba.set_num_threads(previous)
 
 
+def add_cluster_arguments(parser) -> None:
+    """``--scheduler ADDRESS | --workers N``: run the units on a Dask cluster."""
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run on the dask.distributed cluster of this scheduler "
+                              '(tcp://host:8786; needs pip install "dnnstress[distributed]")')
+    cluster.add_argument("--workers", type=_positive_int, metavar="N",
+                         help="run on a local Dask cluster of N worker processes")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dnnstress.campaign import Campaign
-from dnnstress.commands._common import (add_json_argument, add_out_argument,
-                                        add_quiet_argument, add_threads_argument,
-                                        _positive_int, human_output, output_folder,
+from dnnstress.commands._common import (add_cluster_arguments, add_json_argument,
+                                        add_out_argument, add_quiet_argument,
+                                        add_threads_argument, human_output, output_folder,
                                         params_of, show_progress, write_json)
 from dnnstress.devices import DEVICES
 
@@ -27,16 +27,6 @@ def add_parser(subparsers):
     add_json_argument(parser, what="a summary of the run (sweeps run and skipped, rows)")
     parser.set_defaults(func=run)
     return parser
-
-
-def add_cluster_arguments(parser) -> None:
-    """``--scheduler ADDRESS | --workers N``: run the units on a Dask cluster."""
-    cluster = parser.add_mutually_exclusive_group()
-    cluster.add_argument("--scheduler", metavar="ADDRESS",
-                         help="run on the dask.distributed cluster of this scheduler "
-                              '(tcp://host:8786; needs pip install "dnnstress[distributed]")')
-    cluster.add_argument("--workers", type=_positive_int, metavar="N",
-                         help="run on a local Dask cluster of N worker processes")
 
 
 def run(args) -> int:

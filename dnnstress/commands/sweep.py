@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dnnstress.commands._common import (add_json_argument, add_out_argument,
-                                        add_quiet_argument, add_seed_argument,
+from dnnstress.commands._common import (add_cluster_arguments, add_json_argument,
+                                        add_out_argument, add_quiet_argument,
+                                        add_seed_argument,
                                         add_threads_argument, human_output, output_folder,
                                         _positive_int, params_of, show_progress,
                                         write_json)
 from dnnstress.classify import SOLVERS
-from dnnstress.commands.campaign import add_cluster_arguments
 from dnnstress.sweep import (EXPERIMENTS, Grid, PerWidth, describe, get_experiment,
                              parse_experiments, parse_int_list, registered_experiments)
 from dnnstress.devices import DEVICES
