@@ -55,6 +55,29 @@ def test_shared_fit_gives_the_rows_of_separate_fits(tmp_path):
     assert scores(tmp_path / "both") == {**scores(tmp_path / "dr2"), **scores(tmp_path / "fc")}
 
 
+def test_the_shared_pca_computes_only_the_directions_its_configurations_keep(monkeypatch,
+                                                                            tmp_path):
+    """Fewer samples than features (the Gram route, where each direction costs a
+    projection of X): DR-2's 15 and 29 of 60 dims (its 60 left out: 40 samples span 39
+    directions) fit 29 directions, the leading ones of the full fit."""
+    fitted = []
+    original = PCADrop.fit
+
+    def recording_fit(self, X, y=None):
+        fitted.append(original(self, X, y))
+        return fitted[-1]
+    monkeypatch.setattr(PCADrop, "fit", recording_fit)
+    features = _features(n_train=40, d=60)
+    run_sweep(features, tmp_path, experiments="dr2", grid=GRID, progress=False)
+    assert [stage.components_.shape[0] for stage in fitted] == [29]
+    everything = original(PCADrop(), features.train_x)
+    # float32 products of another shape: the same directions to float32 rounding
+    np.testing.assert_allclose(fitted[0].components_, everything.components_[:29],
+                               atol=1e-6)
+    assert {r["kept_dims"] for r in read_results(tmp_path) if r["experiment"] == "dr2"} == {
+        15, 29}
+
+
 def test_a_resumed_sweep_with_its_pca_rows_done_fits_no_pca(tmp_path, pca_fits):
     features = _features()
     run_sweep(features, tmp_path, experiments="dr2,fc", grid=GRID, progress=False)

@@ -9,8 +9,10 @@ above its size before the data was read, divided by the data's size.  Cases:
   10,000 test vectors of 4,096 dims by default, 10 classes), baseline plus one Q-2 and
   one DR-1 configuration: how many copies of the training matrix a sweep holds
   (goal <= 4).
-* ``pca``: ``PCADrop().fit`` on 5,011 x 50,176 float32 (VOC 2007 images at GoogLeNet's
-  layer size): the features plus the float64 basis it returns (goal < 4 GB in all).
+* ``pca``: DR-2's PCA fit as a sweep makes it, on 5,011 x 50,176 float32 (VOC 2007
+  images at GoogLeNet's layer size): ``PCADrop(k).fit`` with k the largest count of
+  DR-2's default grid there (2,508; the sweep fits the directions its configurations
+  keep), the features plus the float64 basis it returns (goal < 4 GB in all).
 
 ``--rows``, ``--dims`` and ``--scale`` shrink the problems (the test suite runs both
 cases at a few MB).
@@ -22,6 +24,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +42,7 @@ def rss_bytes():
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
-case, path, out = sys.argv[1:4]
+case, path, out, n_components = sys.argv[1:5]
 before = rss_bytes()
 start = time.perf_counter()
 if case == "sweep":
@@ -51,7 +54,7 @@ if case == "sweep":
 else:
     X = np.load(path)
     data_bytes = X.nbytes
-    PCADrop().fit(X)
+    PCADrop(int(n_components)).fit(X)
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
 print(json.dumps({"data_bytes": data_bytes, "peak_bytes": peak - before, "seconds": seconds}))
@@ -75,9 +78,9 @@ def run(args) -> dict:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:
-            path, shape = _write_problem(case, Path(tmp), args, rng)
+            path, shape, n_components = _write_problem(case, Path(tmp), args, rng)
             rows.append({"case": case, "shape": shape,
-                         **_measure(case, path, Path(tmp) / f"{case}-out")})
+                         **_measure(case, path, Path(tmp) / f"{case}-out", n_components)})
     print_table(rows, ["case", "shape", "data MB", "peak MB", "x data", "s"])
     return {"cases": rows}
 
@@ -92,11 +95,24 @@ def _write_problem(case: str, folder: Path, args, rng) -> Path:
                               _relu_features(rng, n_test, d), rng.integers(0, 10, n_test))
         path = folder / "features.npz"
         features.save(path)
-        return path, f"train {n_train}x{d}, test {n_test}x{d} float32"
+        return path, f"train {n_train}x{d}, test {n_test}x{d} float32", 0
     n, d = max(20, round(args.scale * 5011)), max(40, round(args.scale * 50176))
     path = folder / "pca.npy"
     np.save(path, _relu_features(rng, n, d))
-    return path, f"{n}x{d} float32"
+    k = _dr2_fit_size(n, d)
+    return path, f"{n}x{d} float32, PCADrop({k})", k
+
+
+def _dr2_fit_size(n: int, d: int) -> int:
+    """The directions a sweep's shared PCA computes for DR-2's default grid on ``n`` x
+    ``d`` training features: its largest feasible count."""
+    from dnnstress.sweep.plan import plan
+
+    with warnings.catch_warnings():  # the counts beyond the directions, left out
+        warnings.simplefilter("ignore", UserWarning)
+        units = plan(["dr2"], None, d, n)
+    return max(spec.params["kept_dims"] for unit in units if unit.shared is not None
+               for spec in unit.specs)
 
 
 def _relu_features(rng, n: int, d: int) -> np.ndarray:
@@ -108,8 +124,9 @@ def _relu_features(rng, n: int, d: int) -> np.ndarray:
     return X
 
 
-def _measure(case: str, path: Path, out: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", _CHILD, case, str(path), str(out)],
+def _measure(case: str, path: Path, out: Path, n_components: int) -> dict:
+    result = subprocess.run([sys.executable, "-c", _CHILD, case, str(path), str(out),
+                             str(n_components)],
                             capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"the {case} memory case failed: {result.stderr.strip()[-2000:]}")

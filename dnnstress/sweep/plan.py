@@ -72,13 +72,18 @@ class Unit:
     shared: SharedFit | None = None
 
     def stress(self, train_x, test_x, pending) -> Iterator[Stressed]:
-        """Fit the shared stage (if any configuration is pending), then stress each
-        pending configuration in order."""
+        """Fit the shared stage (if any configuration is pending) as its ``cover`` of
+        the pending configurations asks, then stress each of them in order."""
         todo = [spec for spec in self.specs if spec.key in pending]
         if not todo:
             return
-        inputs, stage_start = (train_x, test_x), None
-        stage = None if self.shared is None else self.shared.make().fit(train_x)
+        inputs, stage_start, stage = (train_x, test_x), None, None
+        if self.shared is not None:
+            stage = self.shared.make()
+            cover = self.shared.cover([self.shared.vary(spec.params) for spec in todo])
+            if cover:
+                stage.set_params(**cover)
+            stage.fit(train_x)
         setting = None
         for spec in todo:
             experiment = self.experiments[spec.experiment]
