@@ -27,6 +27,15 @@ def _subcommands(parser, path=()):
 SUBCOMMANDS = dict(_subcommands(build_parser()))
 
 
+@pytest.fixture(autouse=True)
+def warmups(monkeypatch):
+    """The demo's background compilation (``dnnstress._warmup``) would compile the
+    solver's kernels beside the tests: here a demo only records that it asked for it."""
+    started = []
+    monkeypatch.setattr(demo_command._warmup, "start", lambda: started.append("child"))
+    return started
+
+
 @pytest.mark.parametrize("path", sorted(SUBCOMMANDS), ids=" ".join)
 def test_every_subcommand_help_has_a_description_and_no_stray_percent(path):
     parser = SUBCOMMANDS[path]
@@ -122,7 +131,10 @@ def test_bench_json_to_stdout_is_only_json(capsys):
     record = json.loads(printed.out)
     _check_run_info(record, "bench quantize")
     assert record["params"]["rows"] == 64 and record["params"]["device"] == "cpu"
-    assert record["devices"]["cpu"]["operations"]
+    names = {op["name"] for op in record["devices"]["cpu"]["operations"]}
+    assert {"Q-1 reconstruct", "Q-2 reconstruct", "Q-2 encode",
+            "Q-2 reconstruct, naive float64 numpy"} <= names
+    assert all(op["gb_s"] > 0 for op in record["devices"]["cpu"]["operations"])
     assert "memory copy into existing array" in printed.err
 
 
@@ -241,7 +253,7 @@ def test_demo_no_fetch_names_the_root_it_searched(tmp_path, no_fashion_mnist, ca
 
 
 def test_demo_summary_lists_every_file_written_and_the_baseline_once(
-        tmp_path, features_file, monkeypatch, capsys):
+        tmp_path, features_file, monkeypatch, capsys, warmups):
     from dnnstress.sweep import Grid
 
     class FakeModel:
@@ -266,6 +278,7 @@ def test_demo_summary_lists_every_file_written_and_the_baseline_once(
                  "--seed", "7", "--no-progress", "--modern", "none"]) == 0
     printed = capsys.readouterr().out
     assert seen == {"seed": 7, "threads": None, "progress": False}
+    assert warmups == ["child"]  # the kernels compiled in the background, once
     assert json.loads((out / "sweep.json").read_text())["runs"][0]["grid"]["base_seed"] == 7
     written = printed.split("written to ")[1].splitlines()[0].split(": ", 1)[1].split(", ")
     assert {"features.npz", "results.csv", "sweep.json", "table3.md", "table3.csv",

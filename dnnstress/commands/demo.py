@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+from dnnstress import _warmup
 from dnnstress.commands._common import (add_out_argument, add_quiet_argument,
                                         add_seed_argument, add_threads_argument,
                                         human_output, output_folder, show_progress)
@@ -120,9 +121,12 @@ def _demo(args) -> None:
     test_size = _size(args.test_size, DEMO_TEST, args.full)
     extraction = ExtractionOptions(policy=default_policy("fashion-mnist"), device=args.device,
                                    progress=show_progress(args), threads=args.threads)
+    compiling = _warmup.start() if args.device == "cpu" else None
     features = extract_features(model.name, None, "fashion-mnist", args.root,
                                 train_size=train_size, test_size=test_size, seed=args.seed,
                                 options=extraction)
+    if compiling is not None:
+        _warmup.finish(compiling)
     features_path = features.save(out / "features.npz")
     print(f"features: {features.train_x.shape[0]} train / {features.test_x.shape[0]} test "
           f"vectors of {features.n_features} dims -> {features_path}")
