@@ -65,20 +65,6 @@ def test_models_lists_the_embedded_network_and_any_onnx_file(tmp_path, capsys):
     assert "hidden" in capsys.readouterr().out
 
 
-def test_bench_quantize_reports_every_operation_against_copy(tmp_path, capsys):
-    import json
-
-    out = tmp_path / "bench.json"
-    assert main(["bench", "quantize", "--rows", "64", "--dims", "32", "--levels", "5",
-                 "--device", "cpu", "--json", str(out)]) == 0
-    result = json.loads(out.read_text())["devices"]["cpu"]
-    names = {op["name"] for op in result["operations"]}
-    assert {"Q-1 reconstruct", "Q-2 reconstruct", "Q-2 encode",
-            "Q-2 reconstruct, naive float64 numpy"} <= names
-    assert all(op["gb_s"] > 0 for op in result["operations"])
-    assert "memory copy into existing array" in capsys.readouterr().out
-
-
 @pytest.mark.parametrize("requested, full, expected", [(None, False, 6000), (None, True, None),
                                                        (500, True, 500), (0, False, 0)])
 def test_demo_subset_sizes(requested, full, expected):
