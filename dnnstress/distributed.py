@@ -4,7 +4,10 @@
 :class:`DaskExecutor` is an executor of :mod:`dnnstress.sweep.runner`: called with the
 units, the pipeline, the pending keys and the batch size, it yields result rows.  The
 pipeline (features on the sweep's device, and the baseline's fit, which the runner
-computes first) is scattered once to every worker (``broadcast=True``); each unit with
+computes first) is one task whose result every unit's task depends on: a worker
+fetches it once, and, unlike scattered data, the scheduler can compute it again if a
+worker holding it dies (a scattered copy lost with its worker cancelled the units that
+needed it, seen once in CI); each unit with
 pending configurations is one task, :func:`dnnstress.sweep.runner.unit_rows` on a
 worker; the rows of each finished unit come back to this process as it finishes
 (``as_completed``), where the runner alone appends them to ``results.csv``: one writer,
@@ -113,7 +116,7 @@ def _run_units(client, units, pipeline, pending, batch):
     work = [(unit, keys) for unit, keys in work if keys]
     if not work:
         return
-    shared = client.scatter(pipeline, broadcast=True, hash=False)
+    shared = client.submit(_same, pipeline, pure=False)
     futures = [client.submit(_unit_rows, unit, shared, keys, batch, pure=False)
                for unit, keys in work]
     try:
@@ -122,6 +125,11 @@ def _run_units(client, units, pipeline, pending, batch):
             future.release()
     finally:
         client.cancel([*futures, shared])
+
+
+def _same(value):
+    """``value`` itself: a task's result, which the scheduler can recompute if lost."""
+    return value
 
 
 def _unit_rows(unit, pipeline, pending, batch) -> list[dict]:
