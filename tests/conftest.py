@@ -74,6 +74,23 @@ def _runs_on_cupy(item) -> bool:
         callspec is not None and callspec.params.get("xp") == "cupy")
 
 
+def pytest_sessionstart(session):
+    """Compile the SVM solver's numba kernels (float32 and float64) in a low-priority
+    child while the first tests run, as the demo does while its network runs: with a
+    cold numba cache (a fresh clone, as in CI) they cost about 50 s on one core."""
+    from dnnstress import _warmup
+
+    session.config._dnnstress_warmup = _warmup.start()
+
+
+def pytest_sessionfinish(session):
+    from dnnstress import _warmup
+
+    child = getattr(session.config, "_dnnstress_warmup", None)
+    if child is not None:
+        _warmup.finish(child, timeout=0)
+
+
 def pytest_collection_modifyitems(config, items):
     """Refuse to run a CuPy test without the ``gpu`` marker: ``pytest -m gpu`` (the
     device check) would silently leave it out."""

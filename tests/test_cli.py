@@ -126,7 +126,7 @@ def test_quiet_sweep_prints_nothing(tmp_path, features_file, capsys):
 
 def test_bench_json_to_stdout_is_only_json(capsys):
     assert main(["bench", "quantize", "--rows", "64", "--dims", "32", "--levels", "5",
-                 "--device", "cpu", "--json", "-"]) == 0
+                 "--rounds", "1", "--device", "cpu", "--json", "-"]) == 0
     printed = capsys.readouterr()
     record = json.loads(printed.out)
     _check_run_info(record, "bench quantize")
