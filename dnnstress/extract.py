@@ -461,6 +461,9 @@ def extract_layers(model: str | ModelSpec | None = None, layer_names=None,
         sets = {entry.layer.name: _load_cached(entry.path, entry.metadata) if use_cache
                 else None for entry in entries}
         missing = [entry for entry in entries if sets[entry.layer.name] is None]
+        for entry in entries:
+            if entry not in missing:  # stored: a run killed just after may have left these
+                entry.remove_checkpoints()
         if missing:
             for entry in missing:
                 entry.remove_stale_files()
@@ -490,6 +493,11 @@ class _CacheEntry:
         self.path = folder / (f"{self.metadata['model']}-{_file_safe(layer.name)}-"
                               f"{self.metadata['dataset']}-{self.key}.npz")
         self.checkpoints = {name: folder / f".{self.key}.{name}" for name in split_names}
+
+    def remove_checkpoints(self) -> None:
+        """Every split's checkpoint (once the layer's set is stored)."""
+        for checkpoint in self.checkpoints.values():
+            remove_checkpoint(checkpoint)
 
     def remove_stale_files(self) -> None:
         """Files of this key half-written by a killed run (called under its lock)."""
@@ -530,8 +538,7 @@ def _extract(splits, model, entries, options, onnx_path, store: bool) -> dict[st
             feature_set.save(entry.path)
         # Only now is this layer's every split stored: an interruption before this point
         # resumes from its checkpoints, whichever split or layer it hit.
-        for checkpoint in entry.checkpoints.values():
-            remove_checkpoint(checkpoint)
+        entry.remove_checkpoints()
     return sets
 
 

@@ -193,6 +193,24 @@ def test_a_run_killed_between_two_layers_writes_resumes_identically(tmp_path, im
     assert not [p for p in (cache / "features").iterdir() if p.name.startswith(".")]
 
 
+def test_a_run_killed_after_a_set_was_stored_leaves_no_checkpoint_behind(
+        images, options, monkeypatch, cache):
+    """Killed between storing a layer's set and removing its checkpoints (seen once in
+    the SIGKILL chain of test_extract_faults): the next run, finding the set stored,
+    removes them."""
+    remove_checkpoints = extract._CacheEntry.remove_checkpoints
+    monkeypatch.setattr(extract._CacheEntry, "remove_checkpoints",
+                        lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        extract_layers("tiny-four", "means,mix", "folder", images, options=options)
+    folder = cache / "features"
+    assert len(list(folder.glob("*.npz"))) == 1 and list(folder.glob(".*.state.json"))
+    monkeypatch.setattr(extract._CacheEntry, "remove_checkpoints", remove_checkpoints)
+    extract_layers("tiny-four", "means,mix", "folder", images, options=options)
+    assert len(list(folder.glob("*.npz"))) == 2
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
 def test_a_run_killed_after_one_layers_set_was_stored_resumes_without_images(
         images, options, monkeypatch, cache, loads):
     save = FeatureSet.save
