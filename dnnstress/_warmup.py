@@ -12,7 +12,6 @@ itself, as it would have.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -27,11 +26,20 @@ for dtype in (np.float32, np.float64):
 """
 
 
+# The child lowers its own priority first thing (``preexec_fn`` is unsafe in a parent
+# that already runs threads, as BLAS's, and does not exist on Windows).
+_LOW_PRIORITY = """
+import os
+if hasattr(os, "nice"):
+    os.nice(10)
+"""
+
+
 def start():
     """Start compiling the solver's kernels in a child process (low priority);
     returns it for :func:`finish`."""
-    return subprocess.Popen([sys.executable, "-c", _CHILD], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
+    return subprocess.Popen([sys.executable, "-c", _LOW_PRIORITY + _CHILD],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def finish(child, timeout: float = 120.0) -> None:

@@ -462,11 +462,11 @@ def extract_layers(model: str | ModelSpec | None = None, layer_names=None,
                 else None for entry in entries}
         missing = [entry for entry in entries if sets[entry.layer.name] is None]
         for entry in entries:
-            if entry not in missing:  # stored: a run killed just after may have left these
+            if entry in missing:
+                entry.remove_stale_files()
+            else:  # stored: a run killed just after may have left its checkpoints
                 entry.remove_checkpoints()
         if missing:
-            for entry in missing:
-                entry.remove_stale_files()
             sets.update(_extract(splits, model, missing, options, onnx_path, use_cache))
     return sets
 

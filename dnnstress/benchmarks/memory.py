@@ -85,7 +85,8 @@ def run(args) -> dict:
     return {"cases": rows}
 
 
-def _write_problem(case: str, folder: Path, args, rng) -> Path:
+def _write_problem(case: str, folder: Path, args, rng) -> tuple[Path, str, int]:
+    """The case's data file, its description, and the PCA case's component count."""
     if case == "sweep":
         from dnnstress.features import FeatureSet
 

@@ -5,8 +5,8 @@ passes over the data with a boolean or uint32 temporary each, plus a separate
 ``isfinite`` pass, at a fraction of memory bandwidth.  These kernels read every value
 once and write it once, a row per task, in the style of ``_cpu_kernels``: each pass over
 a row is its own inner loop (the main one vectorises; the NaN/inf count re-reads a row
-that is still in the L1 cache).  Results equal the
-numpy forms bit for bit; tests assert equality.
+that is still in the L1 cache).  Results equal the numpy forms bit for bit; tests assert
+equality.
 """
 
 from __future__ import annotations
