@@ -166,8 +166,8 @@ def dual_coordinate_descent(X, rows, indices, values, Y, s, C, alpha, W, todo, e
                 active[i, q] = Y[i, first + q] != 0
                 size[q] += active[i, q]
         count = size.copy()
+        # Shrinking tests the bound alpha = 0 only: the L2 loss's alpha has no upper one.
         pg_max_old = np.full(width, np.inf)
-        pg_min_old = np.full(width, -np.inf)
         pg_max = np.empty(width)
         pg_min = np.empty(width)
         state = np.full(1, np.uint64(k) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1))
@@ -220,10 +220,9 @@ def dual_coordinate_descent(X, rows, indices, values, Y, s, C, alpha, W, todo, e
                     for i in range(n):  # check every sample before stopping
                         active[i, q] = Y[i, first + q] != 0
                     count[q] = size[q]
-                    pg_max_old[q], pg_min_old[q] = np.inf, -np.inf
+                    pg_max_old[q] = np.inf
                     continue
                 pg_max_old[q] = pg_max[q] if pg_max[q] > 0 else np.inf
-                pg_min_old[q] = pg_min[q] if pg_min[q] < 0 else -np.inf
 
 
 @numba.njit(**_JIT)

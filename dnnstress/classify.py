@@ -353,13 +353,17 @@ def _minimise(problem, V, warm, tol, max_iter, method):
 
     Columns that are zero in every version (zero padding, h = 1, Q-B with every bit
     erased, dead ReLU units) are left out first: their optimal weight is exactly 0, and
-    every product or epoch would still pay for them.  With no column left the problem
-    is the bias alone, a quadratic that one Newton step solves exactly, where the dual
-    would need tens of epochs over n identical samples.
+    every product or epoch would still pay for them; except where the dual reads X as
+    CSR rows, which skip them anyway (their weights come out 0 from the dual's
+    ``w = sum_i alpha_i y_i x_i``), so that leaving them out would only copy X.  With
+    no column left the problem is the bias alone, a quadratic that one Newton step
+    solves exactly, where the dual would need tens of epochs over n identical samples.
     """
     xp = problem.xp
-    used = to_numpy(xp.any(problem.X != 0, axis=(0, 1)))
-    if not used.all():
+    nonzero = problem.X != 0
+    used = to_numpy(xp.any(nonzero, axis=(0, 1)))
+    csr = _sparse_rows(problem.X, nonzero) if method != "newton" else None
+    if not used.all() and not (csr is not None and csr[0].size and used.any()):
         rows = np.flatnonzero(np.append(used, True))  # the kept weights and the bias
         index = xp.asarray(rows)
         narrow = _Problem(xp.take(problem.X, index[:-1], axis=2), problem.y, problem.C,
@@ -375,7 +379,7 @@ def _minimise(problem, V, warm, tol, max_iter, method):
         info["n_epochs"] = np.zeros_like(info["n_iter"])
         return V, info, overflowed
     epochs = max_iter if method == "dual" else min(max_iter, _AUTO_DUAL_EPOCHS)
-    V, info, overflowed = _dual_coordinate_descent(problem, V, warm, tol, epochs)
+    V, info, overflowed = _dual_coordinate_descent(problem, csr, V, warm, tol, epochs)
     if method == "dual" or overflowed or info["converged"].all():
         return V, info, overflowed
     V, newton, overflowed = _truncated_newton(problem, V, tol, max_iter)
@@ -383,7 +387,7 @@ def _minimise(problem, V, warm, tol, max_iter, method):
     return V, newton, overflowed
 
 
-def _dual_coordinate_descent(problem, V, warm, tol, max_epochs):
+def _dual_coordinate_descent(problem, sparse_rows, V, warm, tol, max_epochs):
     """Dual coordinate descent (dnnstress._svm_kernels) until the primal stopping rule
     holds; returns what _truncated_newton does (``n_iter`` 0, ``n_epochs`` set).
 
@@ -398,7 +402,7 @@ def _dual_coordinate_descent(problem, V, warm, tol, max_epochs):
     """
     from dnnstress import _svm_kernels as kernels
 
-    X = (problem.X, *_sparse_rows(problem.X))  # the kernels' rows, dense or CSR too
+    X = (problem.X, *sparse_rows)  # the kernels' rows, dense or CSR too
     values_read = X[3].size if X[1].size else problem.X.size
     with kernels.threads_for(values_read, problem.y.shape[1]):
         return _dual_rounds(problem, X, V, warm, tol, max_epochs)
@@ -478,23 +482,23 @@ def _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective,
         kernels.primal_check(*X, y, s, C, W, cold, groups, gradient_norm, objective)
 
 
-def _sparse_rows(X):
+def _sparse_rows(X, nonzero):
     """X's CSR rows for the dual kernels ``(rows (B, n + 1), indices, values)`` where at
-    most ``_SPARSE_DENSITY`` of it is non-zero, else empty ones (dense rows are read).
+    most ``_SPARSE_DENSITY`` of it is non-zero (``nonzero``: ``X != 0``), else empty ones
+    (dense rows are read); numpy only: the kernels are compiled for the CPU.
 
     Dense or CSR, the three are writable C-contiguous arrays of the same dtypes, so
     that numba compiles each kernel once per dtype of X, not once per layout (a cold
     compilation costs seconds per kernel)."""
-    n_versions, n, _ = X.shape
-    nonzero = X != 0
+    n_versions, n, d = X.shape
     if np.count_nonzero(nonzero) > _SPARSE_DENSITY * X.size:
         return (np.zeros((n_versions, 0), dtype=np.int64), np.zeros(0, np.int64),
                 np.zeros(0, X.dtype))
-    ends = np.cumsum(nonzero.sum(axis=2).ravel())
-    rows = np.concatenate([[0], ends])
-    rows = np.lib.stride_tricks.sliding_window_view(rows, n + 1)[::n]
     flat = np.flatnonzero(nonzero)  # one index array, not np.nonzero's three (3x faster)
-    return np.array(rows, dtype=np.int64), flat % X.shape[2], X.reshape(-1)[flat]
+    # Row r's non-zeros start at the first flat index of row r or beyond.
+    starts = np.searchsorted(flat, np.arange(n_versions * n + 1) * d)
+    rows = np.lib.stride_tricks.sliding_window_view(starts, n + 1)[::n]
+    return np.array(rows, dtype=np.int64), flat % d, X.reshape(-1)[flat]
 
 
 def _first_dual_eps(threshold, n_used, C):

@@ -503,11 +503,14 @@ def test_dual_and_newton_reach_the_same_solution(dtype, tol):
             np.testing.assert_allclose(dual["objective"][k, label], written_out, rtol=1e-10)
 
 
-def test_dual_results_do_not_depend_on_the_label_groups(monkeypatch):
+@pytest.mark.parametrize("density", [0.0, 1.0], ids=["dense", "csr"])
+def test_dual_results_do_not_depend_on_the_label_groups(monkeypatch, density):
     """Labels solved together share the sample order, not results: one group, or one
-    group per label, gives bit-identical weights (and so does any thread count)."""
+    group per label, gives bit-identical weights (and so does any thread count), read
+    as dense rows or as CSR rows (whose epochs hold a group's weights side by side)."""
     X, Y = relu_features(np.random.default_rng(18), 200, 20, 5, signal=0.8)
     from dnnstress import _svm_kernels
+    monkeypatch.setattr(classify, "_SPARSE_DENSITY", density)
     results = []
     for n_groups in (1, 2, 5):
         monkeypatch.setattr(_svm_kernels, "label_groups", lambda B, L, g=n_groups: (
@@ -616,14 +619,15 @@ def test_sparse_rows_are_scipy_csr_in_the_dense_rows_types():
     rng = np.random.default_rng(3)
     X = np.where(rng.random((2, 30, 12)) < 0.05, rng.random((2, 30, 12)), 0.0)
     X = X.astype(np.float32)
-    rows, indices, values = classify._sparse_rows(X)
+    rows, indices, values = classify._sparse_rows(X, X != 0)
     for k in range(2):
         csr = scipy.sparse.csr_matrix(X[k])
         start = rows[k, 0]
         np.testing.assert_array_equal(rows[k] - start, csr.indptr)
         np.testing.assert_array_equal(indices[start:rows[k, -1]], csr.indices)
         np.testing.assert_array_equal(values[start:rows[k, -1]], csr.data)
-    dense = classify._sparse_rows(np.ones((2, 30, 12), np.float32))
+    ones = np.ones((2, 30, 12), np.float32)
+    dense = classify._sparse_rows(ones, ones != 0)
     assert dense[0].shape == (2, 0) and dense[1].size == 0 and dense[2].size == 0
     for sparse_array, dense_array in zip((rows, indices, values), dense):
         for array in (sparse_array, dense_array):
