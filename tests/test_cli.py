@@ -1,6 +1,7 @@
 """The command line's shared vocabulary: --json -, --out, --seed, --threads, --quiet, help."""
 
 import argparse
+import functools
 import json
 
 import numpy as np
@@ -124,7 +125,19 @@ def test_quiet_sweep_prints_nothing(tmp_path, features_file, capsys):
     assert capsys.readouterr() == ("", "")
 
 
-def test_bench_json_to_stdout_is_only_json(capsys):
+@pytest.fixture
+def short_timing(monkeypatch):
+    """The benchmarks' timing loops run 1 ms instead of 0.2 s: these tests check what a
+    benchmark reports, not how steady its timings are (bench quantize's 26 operations and
+    two copies at 0.2 s a loop took 7 s)."""
+    from dnnstress.benchmarks import _common, quantize, svm
+
+    short = functools.partial(_common.best_time, min_time=0.001)
+    for module in (_common, quantize, svm):
+        monkeypatch.setattr(module, "best_time", short)
+
+
+def test_bench_json_to_stdout_is_only_json(capsys, short_timing):
     assert main(["bench", "quantize", "--rows", "64", "--dims", "32", "--levels", "5",
                  "--rounds", "1", "--device", "cpu", "--json", "-"]) == 0
     printed = capsys.readouterr()
@@ -142,7 +155,8 @@ def test_bench_json_to_stdout_is_only_json(capsys):
     ("svm", ["--scale", "0.03", "--max-levels", "2", "--batch", "1"]),
     ("sweep", ["--scale", "0.03", "--no-sklearn"]),
 ])
-def test_every_bench_kind_writes_only_json_to_stdout(topic, options, capsys):
+def test_every_bench_kind_writes_only_json_to_stdout(topic, options, capsys,
+                                                    short_timing):
     assert main(["bench", topic, *options, "--device", "cpu", "--json", "-"]) == 0
     printed = capsys.readouterr()
     _check_run_info(json.loads(printed.out), f"bench {topic}")

@@ -363,20 +363,21 @@ def _state(pid):
 # --- kills at seeded moments --------------------------------------------------------
 
 @pytest.mark.slow
-def test_killed_at_ten_seeded_moments_every_rerun_matches_the_uninterrupted_run(
+def test_killed_at_six_seeded_moments_every_rerun_matches_the_uninterrupted_run(
         tmp_path, clean):
     rng = np.random.default_rng(2016)
     features = _features().save(tmp_path / "f.npz")
     # Named points: in the middle of a row's write, and between writing the new
-    # sweep.json and renaming it over the old one (a first run's and a resumed run's).
-    named = [f"row-write:{n}" for n in sorted(rng.choice(np.arange(1, N_ROWS + 1), 4,
+    # sweep.json and renaming it over the old one (a first run's and a resumed run's);
+    # two of each kind, each run a process start of about 2 s.
+    named = [f"row-write:{n}" for n in sorted(rng.choice(np.arange(1, N_ROWS + 1), 2,
                                                          replace=False))]
     moments = named + ["sweep-json:1", "sweep-json:1"] + [
-        float(t) for t in rng.uniform(0, 0.6, 4)]  # seconds after sweep.json appears
+        float(t) for t in rng.uniform(0, 0.6, 2)]  # seconds after sweep.json appears
     killed = 0
     for index, moment in enumerate(moments):
         out = tmp_path / f"run{index}"
-        if index == 5:  # the second sweep.json kill hits a resumed run's update
+        if index == 3:  # the second sweep.json kill hits a resumed run's update
             _sweep(out, experiments="q2")
         process = _popen(features, out, fault=moment if isinstance(moment, str) else None)
         if not isinstance(moment, str):
@@ -392,4 +393,4 @@ def test_killed_at_ten_seeded_moments_every_rerun_matches_the_uninterrupted_run(
         metadata = json.loads((out / "sweep.json").read_text())
         assert metadata["features_sha256"] and metadata["runs"]
         assert not list(out.glob(".*.tmp")), "a killed update left a temporary file"
-    assert killed >= 6, f"only {killed} of 10 runs were killed before they ended"
+    assert killed >= 4, f"only {killed} of 6 runs were killed before they ended"
