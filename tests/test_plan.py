@@ -68,7 +68,8 @@ def test_the_shared_pca_computes_only_the_directions_its_configurations_keep(mon
         return fitted[-1]
     monkeypatch.setattr(PCADrop, "fit", recording_fit)
     features = _features(n_train=40, d=60)
-    run_sweep(features, tmp_path, experiments="dr2", grid=GRID, progress=False)
+    with pytest.warns(UserWarning, match=r"kept dims \[60\] left out"):
+        run_sweep(features, tmp_path, experiments="dr2", grid=GRID, progress=False)
     assert [stage.components_.shape[0] for stage in fitted] == [29]
     everything = original(PCADrop(), features.train_x)
     # float32 products of another shape: the same directions to float32 rounding
