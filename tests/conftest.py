@@ -75,10 +75,9 @@ def _runs_on_cupy(item) -> bool:
 
 
 def pytest_sessionstart(session):
-    """Compile the sweep's numba kernels (the solver's in float32 and float64, the
-    stressors') in a low-priority child while the first tests run, as the demo does
-    while its network runs: with a cold numba cache (a fresh clone, as in CI) they
-    cost about a minute of one core there."""
+    """Compile the SVM solver's numba kernels (float32 and float64) in a low-priority
+    child while the first tests run, as the demo does while its network runs: with a
+    cold numba cache (a fresh clone, as in CI) they cost about 50 s on one core."""
     from dnnstress import _warmup
 
     session.config._dnnstress_warmup = _warmup.start()

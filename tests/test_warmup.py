@@ -5,15 +5,9 @@ import sys
 from dnnstress import _warmup
 
 
-def test_the_child_runs_every_experiment_of_the_demo_sweep(tmp_path):
-    # Run in this process: every experiment the demo sweeps has rows, so its kernels
-    # were compiled (Q-B's float64 fits among them); and the child's code is this call.
-    from dnnstress.commands.demo import modern_sweep
-    from dnnstress.sweep import EXPERIMENTS
-
-    rows = _warmup.run_tiny_sweep(tmp_path)
-    assert {row["experiment"] for row in rows} == set(modern_sweep(EXPERIMENTS, "compact")[0])
-    assert "run_tiny_sweep()" in _warmup._CHILD
+def test_the_child_compiles_what_a_sweep_fits():
+    # Run in this process: the fits it makes must work (float32 then float64).
+    exec(_warmup._CHILD, {})
 
 
 def test_the_child_runs_at_low_priority_and_finish_waits_for_it(monkeypatch, tmp_path):
