@@ -563,7 +563,7 @@ def test_cupy_auto_is_newton_and_dual_is_refused(cupy):
         fit_linear_svms(X_gpu, Y_gpu, method="dual")
 
 
-def test_zero_columns_are_left_out_and_a_bias_only_problem_goes_to_newton():
+def test_zero_columns_are_left_out_and_a_bias_only_problem_goes_to_newton(monkeypatch):
     """Columns zero in every version get weight exactly 0 (and cost nothing); with none
     left, "auto" solves the bias alone by Newton, whose step is exact there."""
     rng = np.random.default_rng(24)
@@ -576,6 +576,13 @@ def test_zero_columns_are_left_out_and_a_bias_only_problem_goes_to_newton():
     W_narrow, b_narrow, _ = fit_linear_svms(X[None][:, :, kept], Y, tol=1e-8)
     np.testing.assert_array_equal(W[0][:, kept], W_narrow[0])
     np.testing.assert_array_equal(b, b_narrow)
+    # Read as CSR rows, the zero columns stay in (the rows skip them): still exactly 0,
+    # and the narrow problem's solution (to rounding: other products' sums).
+    monkeypatch.setattr(classify, "_SPARSE_DENSITY", 1.0)
+    W_csr, b_csr, _ = fit_linear_svms(X[None], Y, tol=1e-8)
+    np.testing.assert_array_equal(W_csr[0, :, [0, 5]], 0.0)
+    np.testing.assert_allclose(W_csr[0][:, kept], W_narrow[0], atol=1e-6)
+    np.testing.assert_allclose(b_csr, b_narrow, atol=1e-6)
     Y_bias = np.where(np.arange(200) < 50, 1, -1)[:, None].astype(np.int8)
     W, b, info = fit_linear_svms(np.zeros((1, 200, 3)), Y_bias)
     assert info["n_epochs"].sum() == 0 and info["n_hessian_products"] == 1
