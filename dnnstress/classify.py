@@ -363,7 +363,8 @@ def _minimise(problem, V, warm, tol, max_iter, method):
     nonzero = problem.X != 0
     used = to_numpy(xp.any(nonzero, axis=(0, 1)))
     csr = _sparse_rows(problem.X, nonzero) if method != "newton" else None
-    if not used.all() and not (csr is not None and csr[0].size and used.any()):
+    reads_csr = csr is not None and csr[0].size > 0
+    if not used.all() and not (reads_csr and used.any()):
         rows = np.flatnonzero(np.append(used, True))  # the kept weights and the bias
         index = xp.asarray(rows)
         narrow = _Problem(xp.take(problem.X, index[:-1], axis=2), problem.y, problem.C,

@@ -507,7 +507,7 @@ def test_dual_and_newton_reach_the_same_solution(dtype, tol):
 def test_dual_results_do_not_depend_on_the_label_groups(monkeypatch, density):
     """Labels solved together share the sample order, not results: one group, or one
     group per label, gives bit-identical weights (and so does any thread count), read
-    as dense rows or as CSR rows (whose epochs hold a group's weights side by side)."""
+    as dense rows or as CSR rows."""
     X, Y = relu_features(np.random.default_rng(18), 200, 20, 5, signal=0.8)
     from dnnstress import _svm_kernels
     monkeypatch.setattr(classify, "_SPARSE_DENSITY", density)

@@ -96,8 +96,8 @@ def test_sigkill_at_random_moments_then_rerun_gives_identical_features(tmp_path,
     # checkpoint, perhaps a half-written file, some layers stored) and is itself killed;
     # the last finishes.  (Moments timed from the start alone mostly fell after the first
     # rerun had finished everything: the test could not fail.  The moment more is a few
-    # batches at most: with up to 50 ms, a fast machine, 100 rows per 50 ms, finished and
-    # stored everything within one, and the later kills found nothing left to interrupt.)
+    # batches at most: given up to 50 ms, a fast machine (100 rows per 50 ms) finished
+    # and stored everything, and the later kills found nothing left to interrupt.)
     cache, out = tmp_path / "cache", tmp_path / "out"
     rng = np.random.default_rng(2016)
     interrupted = 0

@@ -377,7 +377,7 @@ def test_killed_at_six_seeded_moments_every_rerun_matches_the_uninterrupted_run(
     killed = 0
     for index, moment in enumerate(moments):
         out = tmp_path / f"run{index}"
-        if index == 3:  # the second sweep.json kill hits a resumed run's update
+        if index == len(named) + 1:  # the second sweep.json kill hits a resumed run's update
             _sweep(out, experiments="q2")
         process = _popen(features, out, fault=moment if isinstance(moment, str) else None)
         if not isinstance(moment, str):
