@@ -32,13 +32,15 @@ product of every problem is two matrix-matrix products with the shared X, ``X @ 
 ``X.T @ U`` with V, U of width L, which is what CPU BLAS and GPUs do fastest.  On the CPU
 those narrow products run at a few GB/s and a solve takes 120 - 290 passes over X, so
 numpy input is solved first by dual coordinate descent (LIBLINEAR's dual solver,
-compiled: dnnstress._svm_kernels), which needs 40 - 60 cache-friendly epochs on the
+compiled: dnnstress._svm_kernels), which needs 20 - 32 cache-friendly epochs on the
 demo's features, all labels sharing each read of a sample; it measured faster than
-LIBLINEAR's own dual solver on 186 of the demo grid's 187 configurations (median 4x;
-the exception: Q-B with 62 of 64 bits erased), at a lower objective on every one
-(bench/RESULTS.md, 2026-12-02).  Its rounds end with the primal rule's
-check below, so both methods stop at the same accuracy; problems the dual leaves
-unsolved after its epoch budget go on with Newton from its weights.  The Newton method:
+LIBLINEAR's own dual solver on 186 of the demo grid's 187 configurations (median
+4.5x; the exception: Q-B with 62 of 64 bits erased, 1 % non-zero), at a lower
+objective on every one (bench/RESULTS.md, 2026-12-03).  Its rounds end with an exact
+check of the rule below or of a duality gap that certifies the same distance to the
+optimum, so both methods stop at the same guaranteed accuracy; problems the dual
+leaves unsolved after its epoch budget go on with Newton from its weights.  The Newton
+method:
 
 - the Newton system ``(I + 2C X_A' X_A) p = -g`` over the margin violators A is solved by
   conjugate gradients, stopped at a relative residual ``min(0.5, sqrt(||g|| / ||g0||))``
@@ -51,7 +53,8 @@ unsolved after its epoch budget go on with Newton from its weights.  The Newton 
   on many sets.
 
 A problem stops when ``||grad f(w)|| <= tol * max(min(#pos, #neg), 1) / #samples *
-||grad f(0)||``, LIBLINEAR's primal rule.  Newton steps are few
+||grad f(0)||``, LIBLINEAR's primal rule (or, in the dual, at the duality gap that
+certifies as much: :func:`_dual_coordinate_descent`).  Newton steps are few
 (5 to 10 from zero, fewer from a warm start) and then exact to CG accuracy.
 Arithmetic runs in the dtype of X (float32 features train in float32; float16 in
 float32; the dual kernel's check and sums over samples in float64), and a solve that
@@ -91,8 +94,6 @@ _MAX_CG_ITER = 1000
 # Safeguarded Newton steps in the line search: the derivative is piecewise linear, so a
 # handful reach the exact root; bisection guarantees progress where Newton would not.
 _MAX_LINE_SEARCH_ITER = 60
-# The dual's first round stops at LIBLINEAR's own tolerance at the loosest.
-_FIRST_DUAL_EPS = 0.1
 # Epochs "auto" gives the dual before Newton takes over: an epoch costs about one pass
 # over X (fewer with shrinking), a cold Newton solve 120 - 290 passes, and the demo's
 # features need 40 - 60 epochs.
@@ -203,8 +204,10 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
     intercept_scaling : float, default 1.0
         Value s of the constant feature that carries the (regularised) bias.
     tol : float, default 1e-4
-        Stop a problem when its gradient norm falls below ``tol`` times its value at 0,
-        times the fraction of the minority class (LIBLINEAR's primal stopping rule).
+        Stop a problem when its gradient norm falls below ``tau = tol`` times its value
+        at 0, times the fraction of the minority class (LIBLINEAR's primal stopping
+        rule), or, in the dual, when its duality gap certifies what that rule does
+        (``||w - w*|| <= tau``) and an objective within ``tol`` of its optimum.
     max_iter : int, default 1000
         Maximum number of Newton iterations per problem, and of dual coordinate-descent
         epochs (what ``max_iter`` counts for LIBLINEAR's and LinearSVC's dual solvers).
@@ -389,17 +392,26 @@ def _minimise(problem, V, warm, tol, max_iter, method):
 
 
 def _dual_coordinate_descent(problem, sparse_rows, V, warm, tol, max_epochs):
-    """Dual coordinate descent (dnnstress._svm_kernels) until the primal stopping rule
-    holds; returns what _truncated_newton does (``n_iter`` 0, ``n_epochs`` set).
+    """Dual coordinate descent (dnnstress._svm_kernels) until the stopping rule holds;
+    returns what _truncated_newton does (``n_iter`` 0, ``n_epochs`` set).
 
     The dual starts at 0 (LIBLINEAR's start) or, from a warm start w, at the dual
     point its optimality conditions give, ``alpha_i = 2C max(0, 1 - y_i w . x_i)``
-    (exact at the solution), scaled (:func:`_scale_warm_start`).  LIBLINEAR stops its
-    dual at a projected-gradient spread ``eps`` = 0.1, which left the objective up to
-    3e-3 from optimal on the demo grid; here every round of epochs ends at a spread
-    ``eps`` (:func:`_first_dual_eps`, then smaller with the distance left) and is
-    followed by the primal rule's check (its cost: about one epoch), until the rule
-    holds or ``max_epochs`` are spent.
+    (exact at the solution), scaled (:func:`_scale_warm_start`).  A problem stops when
+    its weights w are certified within the primal rule's distance ``tau`` of the
+    optimum w*: by the rule itself, ``||grad f(w)|| <= tau``, or by the duality gap,
+    ``f(w) - D(alpha) <= tau^2 / 2``.  The objective is 1-strongly convex, so either
+    gives ``||w - w*|| <= tau`` and ``f(w) - f(w*) <= tau^2 / 2``.  The gap must also
+    be at most ``tol * f(w)``: the gradient rule stops far inside its bound, and on
+    small or unnormalised problems ``tau^2 / 2`` measured up to 1.5 % of the objective,
+    where the rule's own stop is within 1e-3 of it.  On the demo's features the gap
+    certifies after 20 - 30 epochs, where the gradient rule needs 25 - 42 (every epoch
+    checked).  LIBLINEAR stops its dual at a projected-gradient spread of 0.1, which
+    certifies neither, and which left the objective up to 3e-3 from optimal on the
+    demo grid.  Each round of epochs ends where the kernel's estimate of the gap
+    reaches its target (the certified gap, then smaller with the gap left), and is
+    followed by an exact check (its cost: about one epoch), until a certificate holds
+    or ``max_epochs`` are spent.
     """
     from dnnstress import _svm_kernels as kernels
 
@@ -415,7 +427,7 @@ def _dual_rounds(problem, X, V, warm, tol, max_epochs):
     from dnnstress import _svm_kernels as kernels
 
     y, C, s = problem.y, problem.C, problem.s
-    n_versions, _, d = problem.X.shape
+    n_versions, n, d = problem.X.shape
     n_labels = y.shape[1]
     threshold = to_numpy(_stopping_threshold(problem, tol)[0])[:, 0, :].astype(np.float64)
     shape = (n_versions, n_labels)
@@ -423,39 +435,52 @@ def _dual_rounds(problem, X, V, warm, tol, max_epochs):
         violations = problem.hinge(problem.forward(V))
         alpha = (2 * C * violations).astype(np.float64)
     else:
-        alpha = np.zeros((n_versions, problem.n_samples, n_labels))
+        alpha = np.zeros((n_versions, n, n_labels))
     W = np.zeros((n_versions, n_labels, d + 1), dtype=problem.X.dtype)
     groups = kernels.label_groups(n_versions, n_labels)
     todo = np.ones(shape, dtype=bool)
-    kernels.synchronize_weights(*X, y, s, alpha, W, todo, groups)
-    gradient_norm, objective = np.empty(shape), np.empty(shape)
-    n_used = to_numpy(problem.m).sum(axis=0).astype(np.float64)
+    gradient_norm, objective, dual = np.empty(shape), np.empty(shape), np.empty(shape)
+    kernels.synchronize_weights(*X, y, s, C, alpha, W, todo, groups, dual)
     if warm:
-        _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, n_used)
+        _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, dual)
     else:
         kernels.primal_check(*X, y, s, C, W, todo, groups, gradient_norm, objective)
     epochs = np.zeros(shape, dtype=np.int64)
-    eps = _first_dual_eps(threshold, n_used, C)
+    distance_gap = 0.5 * threshold * threshold  # what ||grad f|| <= tau certifies
     for round_number in itertools.count():
         overflowed = ~(np.isfinite(gradient_norm) & np.isfinite(objective))
-        converged = (gradient_norm <= threshold) & ~overflowed
+        gap = objective - dual + _gap_rounding(objective, alpha, C, n + d + 1)
+        certified_gap = np.minimum(distance_gap, tol * objective)
+        converged = ((gradient_norm <= threshold) | (gap <= certified_gap)) & ~overflowed
         todo = ~converged & ~overflowed & (epochs < max_epochs)
         if not todo.any():
             break
         if round_number:
-            eps *= np.clip(0.5 * threshold / np.where(todo, gradient_norm, 1.0), 1e-3, 0.5)
-        kernels.dual_coordinate_descent(*X, y, s, C, alpha, W, todo, eps,
-                                        max_epochs - epochs, groups, epochs)
-        kernels.synchronize_weights(*X, y, s, alpha, W, todo, groups)
+            target *= np.clip(0.5 * certified_gap / np.where(todo, gap, 1.0), 1e-3, 0.5)
+        else:
+            target = certified_gap
+        kernels.dual_coordinate_descent(*X, y, s, C, alpha, W, todo, target,
+                                        max_epochs - epochs, groups, epochs, round_number)
+        kernels.synchronize_weights(*X, y, s, C, alpha, W, todo, groups, dual)
         kernels.primal_check(*X, y, s, C, W, todo, groups, gradient_norm, objective)
     info = {"n_iter": np.zeros(shape, dtype=np.int64), "n_epochs": epochs,
             "converged": converged, "objective": objective, "n_hessian_products": 0}
     return np.ascontiguousarray(np.swapaxes(W, 1, 2)), info, bool(overflowed.any())
 
 
-def _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, n_used):
-    """Make the warm dual start ``alpha`` (and its ``W``) a good one, in place, and
-    check it (``gradient_norm``, ``objective``); ``X`` is the kernels' rows.
+def _gap_rounding(objective, alpha, C, n_terms):
+    """A bound on the float64 rounding error of a computed duality gap: each of its
+    sums of ``n_terms`` terms is off by at most ``n_terms * eps`` times the sum of
+    their magnitudes.  It keeps the certificate honest at tiny tolerances, where a
+    computed gap of 0 would otherwise certify anything."""
+    magnitude = objective + alpha.sum(axis=1) + np.square(alpha).sum(axis=1) / (4 * C)
+    return 2 * n_terms * np.finfo(np.float64).eps * magnitude
+
+
+def _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, dual):
+    """Make the warm dual start ``alpha`` (and its ``W``, and its ``dual`` objective) a
+    good one, in place, and check it (``gradient_norm``, ``objective``); ``X`` is the
+    kernels' rows.
 
     ``alpha(w)`` maps w to ``w - grad f(w)``: a gradient step too long by the Hessian's
     largest eigenvalue (thousands) unless w is optimal.  So alpha is scaled by the step
@@ -468,18 +493,21 @@ def _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective,
 
     C, s = problem.C, problem.s
     everything = np.ones(gradient_norm.shape, dtype=bool)
-    half_norm = 0.5 * np.square(W, dtype=np.float64).sum(axis=2)
+    total = alpha.sum(axis=1)
     penalty = np.square(alpha).sum(axis=1) / (4 * C)
+    half_norm = total - penalty - dual  # ||w||^2 / 2 of the float64 sum, from its dual
     curvature = 2 * (half_norm + penalty)
-    step = alpha.sum(axis=1) / np.where(curvature > 0, curvature, 1)
+    step = total / np.where(curvature > 0, curvature, 1)
     alpha *= step[:, None, :]
     W *= step[:, :, None].astype(W.dtype)  # W is linear in alpha: no new pass over X
+    dual[...] = step * total - step * step * (half_norm + penalty)
     kernels.primal_check(*X, y, s, C, W, everything, groups, gradient_norm, objective)
-    dual = alpha.sum(axis=1) - step * step * (half_norm + penalty)
+    n_used = to_numpy(problem.m).sum(axis=0).astype(np.float64)
     cold = objective - dual >= C * n_used
     if cold.any():
         alpha[np.broadcast_to(cold[:, None, :], alpha.shape)] = 0
         W[cold] = 0
+        dual[cold] = 0
         kernels.primal_check(*X, y, s, C, W, cold, groups, gradient_norm, objective)
 
 
@@ -500,14 +528,6 @@ def _sparse_rows(X, nonzero):
     starts = np.searchsorted(flat, np.arange(n_versions * n + 1) * d)
     rows = np.lib.stride_tricks.sliding_window_view(starts, n + 1)[::n]
     return np.array(rows, dtype=np.int64), flat % d, X.reshape(-1)[flat]
-
-
-def _first_dual_eps(threshold, n_used, C):
-    """The first round's projected-gradient spread: the primal gradient is
-    ``-2C sum_i y_i g_i x_i`` over the samples' dual gradients ``g_i``, which near the
-    optimum are small and of either sign, so a spread eps leaves about
-    ``2C eps sqrt(n)`` of it (measured within 2x on the demo's features)."""
-    return np.minimum(threshold / (2 * C * np.sqrt(np.maximum(n_used, 1))), _FIRST_DUAL_EPS)
 
 
 def check_solver(solver) -> str:
@@ -807,7 +827,7 @@ class LinearSVM(BaseEstimator):
     C : float, default 1.0
         Loss weight; the paper uses LIBLINEAR's default C = 1.
     tol : float, default 1e-4
-        Relative gradient-norm tolerance (see :func:`fit_linear_svms`).
+        Relative gradient-norm tolerance, or duality gap (see :func:`fit_linear_svms`).
     max_iter : int, default 1000
         Maximum Newton iterations.
     intercept_scaling : float, default 1.0

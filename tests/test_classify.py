@@ -503,6 +503,88 @@ def test_dual_and_newton_reach_the_same_solution(dtype, tol):
             np.testing.assert_allclose(dual["objective"][k, label], written_out, rtol=1e-10)
 
 
+def primal_gradient_norm(w, b, X, y, C=1.0, s=1.0):
+    """The norm of the gradient of :func:`objective` in (w, b / s), written out."""
+    X, y = X[y != 0].astype(np.float64), y[y != 0]
+    hinge = np.maximum(0.0, 1.0 - y * (X @ w + b))
+    step = -2.0 * C * y * hinge
+    return np.hypot(np.linalg.norm(w + X.T @ step), b / s + s * step.sum())
+
+
+def unnormalised_blobs(rng, n=350):
+    """Four Gaussian classes in 20-d, not normalised: objectives of 0.2 - 0.5, where the
+    gradient rule's bound tau^2 / 2 is 0.5 - 1.5 % of the objective."""
+    means = rng.standard_normal((4, 20)) * 1.5
+    index = rng.integers(0, 4, n)
+    X = means[index] + rng.standard_normal((n, 20))
+    return X, np.where(index[:, None] == np.arange(4), 1, -1).astype(np.int8)
+
+
+@pytest.mark.parametrize("density", [0.0, 1.0], ids=["dense", "csr"])
+@pytest.mark.parametrize("features", ["relu", "blobs"])
+def test_the_dual_stops_only_where_its_gap_certifies_the_primal_rule(monkeypatch, density,
+                                                                      features):
+    """Stopped by the duality gap, the weights are within the primal rule's distance tau
+    of the optimum and the objective within min(tau^2 / 2, tol * f) of the optimal one
+    (against a fit to tol 1e-11); and some problems do stop by the gap, before their
+    gradient is below tau, so the certificate is what is tested."""
+    monkeypatch.setattr(classify, "_SPARSE_DENSITY", density)
+    rng = np.random.default_rng(23)
+    if features == "relu":
+        X, Y = relu_features(rng, 500, 40, 4, signal=0.8)
+    else:
+        X, Y = unnormalised_blobs(rng)
+    tol = 1e-4
+    W, b, info = fit_linear_svms(X[None], Y, tol=tol, method="dual")
+    W_opt, b_opt, _ = fit_linear_svms(X[None], Y, tol=1e-11, method="newton")
+    assert info["converged"].all()
+    tau = to_numpy(classify._stopping_threshold(classify._Problem(X[None], Y, 1.0, 1.0),
+                                                tol)[0])[0, 0]
+    stopped_by_gap = 0
+    for label in range(Y.shape[1]):
+        w, w_opt = W[0, label], W_opt[0, label]
+        distance = np.hypot(np.linalg.norm(w - w_opt), b[0, label] - b_opt[0, label])
+        assert distance <= tau[label], (label, distance, tau[label])
+        found = objective(w, b[0, label], X, Y[:, label])
+        optimal = objective(w_opt, b_opt[0, label], X, Y[:, label])
+        assert found - optimal <= min(0.5 * tau[label] ** 2, tol * found), (label, found,
+                                                                           optimal)
+        stopped_by_gap += primal_gradient_norm(w, b[0, label], X, Y[:, label]) > tau[label]
+    assert stopped_by_gap > 0
+
+
+def test_the_dual_objective_bounds_and_the_gap_estimate():
+    """synchronize_weights' dual objective of any alpha >= 0 is the formula's, at most
+    the primal optimum; and ``C sum PG_i^2`` (the kernel's stopping estimate) bounds the
+    duality gap at that alpha from above."""
+    from dnnstress import _svm_kernels
+
+    rng = np.random.default_rng(24)
+    X, Y = relu_features(rng, 120, 15, 3, signal=0.8)
+    C, s = 0.7, 1.3
+    alpha = rng.exponential(0.5, (1, 120, 3)) * (rng.random((1, 120, 3)) < 0.6)
+    W = np.zeros((1, 3, 16))
+    dual = np.empty((1, 3))
+    empty = (np.zeros((1, 0), np.int64), np.zeros(0, np.int64), np.zeros(0))
+    _svm_kernels.synchronize_weights(X[None], *empty, Y, s, C, alpha, W, np.ones((1, 3), bool),
+                                     np.array([0, 3]), dual)
+    W_opt, b_opt, _ = fit_linear_svms(X[None], Y, C=C, intercept_scaling=s, tol=1e-11,
+                                      method="newton")
+    X_bias = np.hstack([X, np.full((120, 1), s)])
+    for label in range(3):
+        a, y = alpha[0, :, label], Y[:, label]
+        w = X_bias.T @ (a * y)
+        np.testing.assert_allclose(W[0, label], w, rtol=1e-12)
+        written_out = a.sum() - 0.5 * w @ w - a @ a / (4 * C)
+        np.testing.assert_allclose(dual[0, label], written_out, rtol=1e-12)
+        optimal = objective(W_opt[0, label], b_opt[0, label], X, y, C, s)
+        assert dual[0, label] <= optimal
+        gradient = y * (X_bias @ w) - 1 + a / (2 * C)
+        projected = np.where(a > 0, gradient, np.minimum(gradient, 0))
+        gap = objective(w[:-1], s * w[-1], X, y, C, s) - dual[0, label]
+        assert 0 < gap <= C * np.sum(projected ** 2)
+
+
 @pytest.mark.parametrize("density", [0.0, 1.0], ids=["dense", "csr"])
 def test_dual_results_do_not_depend_on_the_label_groups(monkeypatch, density):
     """Labels solved together share the sample order, not results: one group, or one
