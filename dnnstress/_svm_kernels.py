@@ -154,7 +154,7 @@ def dual_coordinate_descent(X, rows, indices, values, Y, s, C, alpha, W, todo, g
     (their weights stay in the L1/L2 cache), where a label at a time streams the whole
     of X from memory every epoch.  Every label of a version visits the samples in the
     same order, drawn from a generator seeded by the version and ``seed`` (a new one
-    each call: repeating a call's orders in the next measured up to 1.5x more epochs),
+    each call: rounds of two epochs that repeated the orders took 1.6x the epochs),
     so a label's result does not depend on the grouping (nor on the number of threads).
     """
     n_versions, n, d = X.shape
