@@ -95,17 +95,25 @@ def _dot(M, r, x, i, rows, indices, values, total):
 
 
 @numba.njit(inline="always")
-def _csr_dots(M, first, live, n_live, i, rows, indices, values, dots):
-    """``dots[t] = M[first + live[t], :d] . x_i`` for every t < n_live, x_i sample i of
-    CSR rows: the labels side by side, each label's sum its own chain of additions,
-    so that the chains run together where one alone would wait on each addition (a
-    row holds tens of non-zeros)."""
-    for t in range(n_live):
-        dots[t] = 0
+def _column_dots(columns, i, rows, indices, values, dots):
+    """``dots[q] = columns[:, q] . x_i`` for every lane q, x_i sample i of CSR rows:
+    each label's sum in the order of the non-zeros, as :func:`_dot` adds them."""
+    dots[:] = 0
     for p in range(rows[i], rows[i + 1]):
         column, value = indices[p], values[p]
-        for t in range(n_live):
-            dots[t] += M[first + live[t], column] * value
+        for q in range(dots.shape[0]):
+            dots[q] += columns[column, q] * value
+
+
+@numba.njit(inline="always")
+def _column_axpys(columns, steps, i, rows, indices, values):
+    """``columns[:, q] += steps[q] * x_i`` for every lane q, then ``steps`` zeroed (a
+    step of 0 leaves its lane as it is)."""
+    for p in range(rows[i], rows[i + 1]):
+        column, value = indices[p], values[p]
+        for q in range(steps.shape[0]):
+            columns[column, q] += steps[q] * value
+    steps[:] = 0
 
 
 @numba.njit(inline="always")
@@ -177,8 +185,18 @@ def dual_coordinate_descent(X, rows, indices, values, Y, s, C, alpha, W, todo, g
         # of unknown layout, and its loops would not vectorise.
         x, w, a, own_rows = X[k], W[k], alpha[k], rows[k]
         typed = np.zeros(2, dtype=W.dtype)  # [0] a zero, [1] a cast, in W's dtype
-        dots = np.zeros(width, dtype=W.dtype)
         live = np.zeros(width, dtype=np.int64)  # the labels a sample is visited for
+        csr = own_rows.shape[0] > 0
+        # On CSR rows the group's weights are held column by column, the labels side
+        # by side (padded to whole vectors), so that a non-zero's product with every
+        # label's weight, and its update of them, are one vector operation each.
+        lanes = -(-width // 8) * 8 if csr else 0
+        columns = np.zeros((d if csr else 0, lanes), dtype=W.dtype)
+        for q in range(width if csr else 0):
+            for j in range(d):
+                columns[j, q] = w[first + q, j]
+        dots = np.zeros(lanes, dtype=W.dtype)
+        steps = np.zeros(lanes, dtype=W.dtype)
         running = np.zeros(width, dtype=np.bool_)
         active = np.zeros((n, width), dtype=np.bool_)
         for q in range(width):
@@ -206,14 +224,17 @@ def dual_coordinate_descent(X, rows, indices, values, Y, s, C, alpha, W, todo, g
                     if running[q] and active[i, q]:
                         live[n_live] = q
                         n_live += 1
-                if own_rows.shape[0]:
-                    _csr_dots(w, first, live, n_live, i, own_rows, indices, values, dots)
+                if n_live == 0:
+                    continue
+                if csr:
+                    _column_dots(columns, i, own_rows, indices, values, dots)
+                stepped = False
                 for t in range(n_live):
                     q = live[t]
                     label = first + q
                     y = np.float64(Y[i, label])
-                    if own_rows.shape[0]:
-                        dot = dots[t]
+                    if csr:
+                        dot = dots[q]
                     else:
                         dot = _dot(w, label, x, i, own_rows, indices, values, typed[0])
                     margin = y * (np.float64(dot) + s * w[label, d])
@@ -231,8 +252,14 @@ def dual_coordinate_descent(X, rows, indices, values, Y, s, C, alpha, W, todo, g
                         typed[1] = (new - a[i, label]) * y
                         step = typed[1]
                         a[i, label] = new
-                        _axpy(w, label, step, x, i, own_rows, indices, values)
+                        if csr:
+                            steps[q] = step
+                            stepped = True
+                        else:
+                            _axpy(w, label, step, x, i, own_rows, indices, values)
                         w[label, d] += step * s
+                if stepped:
+                    _column_axpys(columns, steps, i, own_rows, indices, values)
             epoch += 1
             for q in range(width):
                 if not running[q]:
@@ -245,6 +272,9 @@ def dual_coordinate_descent(X, rows, indices, values, Y, s, C, alpha, W, todo, g
                     running[q] = False
                     continue
                 pg_max_old[q] = pg_max[q] if pg_max[q] > 0 else np.inf
+        for q in range(width if csr else 0):
+            for j in range(d):
+                w[first + q, j] = columns[j, q]
 
 
 @numba.njit(**_JIT)
@@ -295,20 +325,31 @@ def primal_check(X, rows, indices, values, Y, s, C, W, todo, groups, gradient_no
                 weights[q, j] = W[k, first + q, j]
                 gradient[q, j] = weights[q, j]
         live = np.zeros(width, dtype=np.int64)  # the labels sample i is checked for
-        dots = np.zeros(width)
+        csr = rows.shape[1] > 0
+        lanes = -(-width // 8) * 8 if csr else 0  # CSR rows: as in dual_coordinate_descent
+        columns = np.zeros((d if csr else 0, lanes))
+        gradient_columns = np.zeros((d if csr else 0, lanes))
+        for q in range(width if csr else 0):
+            for j in range(d):
+                columns[j, q] = weights[q, j]
+        dots = np.zeros(lanes)
+        steps = np.zeros(lanes)
         for i in range(n):
             n_live = 0
             for q in range(width):
                 if Y[i, first + q] != 0 and todo[k, first + q]:
                     live[n_live] = q
                     n_live += 1
-            if rows.shape[1]:
-                _csr_dots(weights, 0, live, n_live, i, rows[k], indices, values, dots)
+            if n_live == 0:
+                continue
+            if csr:
+                _column_dots(columns, i, rows[k], indices, values, dots)
+            stepped = False
             for t in range(n_live):
                 q = live[t]
                 y = np.float64(Y[i, first + q])
-                if rows.shape[1]:
-                    dot = dots[t] + s * weights[q, d]
+                if csr:
+                    dot = dots[q] + s * weights[q, d]
                 else:
                     dot = _dot(weights, q, X[k], i, rows[k], indices, values,
                                s * weights[q, d])
@@ -316,8 +357,17 @@ def primal_check(X, rows, indices, values, Y, s, C, W, todo, groups, gradient_no
                 if violation > 0:
                     loss[q] += violation * violation
                     step = -2.0 * C * y * violation
-                    _axpy(gradient, q, step, X[k], i, rows[k], indices, values)
+                    if csr:
+                        steps[q] = step
+                        stepped = True
+                    else:
+                        _axpy(gradient, q, step, X[k], i, rows[k], indices, values)
                     gradient[q, d] += step * s
+            if stepped:
+                _column_axpys(gradient_columns, steps, i, rows[k], indices, values)
+        for q in range(width if csr else 0):
+            for j in range(d):
+                gradient[q, j] += gradient_columns[j, q]
         for q in range(width):
             if todo[k, first + q]:
                 gradient_norm[k, first + q] = np.sqrt(np.sum(gradient[q] * gradient[q]))

@@ -72,6 +72,7 @@ import numbers
 import warnings
 
 import numpy as np
+import threadpoolctl
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
@@ -417,7 +418,12 @@ def _dual_coordinate_descent(problem, sparse_rows, V, warm, tol, max_epochs):
 
     X = (problem.X, *sparse_rows)  # the kernels' rows, dense or CSR too
     values_read = X[3].size if X[1].size else problem.X.size
-    with kernels.threads_for(values_read, problem.y.shape[1]):
+    # The few BLAS products here (a warm start's margins, ||g(0)||) run on one thread:
+    # OpenBLAS's threads spin on the cores for a while after each call, and the
+    # kernels' threads that follow then share the cores with them (a warm start that
+    # fell back to 0 measured 1.5x the cold fit's time).
+    with kernels.threads_for(values_read, problem.y.shape[1]), \
+            threadpoolctl.threadpool_limits(1, user_api="blas"):
         return _dual_rounds(problem, X, V, warm, tol, max_epochs)
 
 
@@ -429,22 +435,24 @@ def _dual_rounds(problem, X, V, warm, tol, max_epochs):
     y, C, s = problem.y, problem.C, problem.s
     n_versions, n, d = problem.X.shape
     n_labels = y.shape[1]
-    threshold = to_numpy(_stopping_threshold(problem, tol)[0])[:, 0, :].astype(np.float64)
     shape = (n_versions, n_labels)
-    if warm:
-        violations = problem.hinge(problem.forward(V))
-        alpha = (2 * C * violations).astype(np.float64)
-    else:
-        alpha = np.zeros((n_versions, n, n_labels))
+    alpha = np.zeros((n_versions, n, n_labels))
     W = np.zeros((n_versions, n_labels, d + 1), dtype=problem.X.dtype)
     groups = kernels.label_groups(n_versions, n_labels)
     todo = np.ones(shape, dtype=bool)
-    gradient_norm, objective, dual = np.empty(shape), np.empty(shape), np.empty(shape)
-    kernels.synchronize_weights(*X, y, s, C, alpha, W, todo, groups, dual)
-    if warm:
-        _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, dual)
-    else:
+    gradient_norm, objective, dual = np.empty(shape), np.empty(shape), np.zeros(shape)
+    at_zero = None
+    if not warm or X[1].size:  # a cold start's first check, and cheap on CSR rows
         kernels.primal_check(*X, y, s, C, W, todo, groups, gradient_norm, objective)
+        at_zero = gradient_norm.copy(), objective.copy()  # ||g(0)|| and f(0)
+    g0_norm = None if at_zero is None else at_zero[0][:, None, :]
+    threshold = to_numpy(_stopping_threshold(problem, tol, g0_norm)[0])[:, 0, :]
+    threshold = threshold.astype(np.float64)
+    if warm:
+        alpha[...] = 2 * C * problem.hinge(problem.forward(V))
+        kernels.synchronize_weights(*X, y, s, C, alpha, W, todo, groups, dual)
+        _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, dual,
+                          at_zero)
     epochs = np.zeros(shape, dtype=np.int64)
     distance_gap = 0.5 * threshold * threshold  # what ||grad f|| <= tau certifies
     for round_number in itertools.count():
@@ -477,10 +485,12 @@ def _gap_rounding(objective, alpha, C, n_terms):
     return 2 * n_terms * np.finfo(np.float64).eps * magnitude
 
 
-def _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, dual):
+def _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, dual,
+                      at_zero):
     """Make the warm dual start ``alpha`` (and its ``W``, and its ``dual`` objective) a
-    good one, in place, and check it (``gradient_norm``, ``objective``); ``X`` is the
-    kernels' rows.
+    good one, in place, and check it (``gradient_norm``, ``objective``; ``at_zero``:
+    their values at w = 0 where already checked, else None); ``X`` is the kernels'
+    rows.
 
     ``alpha(w)`` maps w to ``w - grad f(w)``: a gradient step too long by the Hessian's
     largest eigenvalue (thousands) unless w is optimal.  So alpha is scaled by the step
@@ -508,7 +518,10 @@ def _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective,
         alpha[np.broadcast_to(cold[:, None, :], alpha.shape)] = 0
         W[cold] = 0
         dual[cold] = 0
-        kernels.primal_check(*X, y, s, C, W, cold, groups, gradient_norm, objective)
+        if at_zero is None:
+            kernels.primal_check(*X, y, s, C, W, cold, groups, gradient_norm, objective)
+        else:
+            gradient_norm[cold], objective[cold] = at_zero[0][cold], at_zero[1][cold]
 
 
 def _sparse_rows(X, nonzero):
@@ -637,20 +650,23 @@ def _truncated_newton(problem, V, tol, max_iter):
     return V, info, bool(to_numpy(overflowed).any())
 
 
-def _stopping_threshold(problem, tol):
+def _stopping_threshold(problem, tol, g0_norm=None):
     """LIBLINEAR's primal stopping rule, so that tol means what it means for LinearSVC
     with dual=False: ``||g|| <= tol * max(min(#pos, #neg), 1) / #samples * ||g(0)||``.
-    Returns the threshold and ``||g(0)||``, shape (B, 1, L) each."""
+    Returns the threshold and ``||g(0)||``, shape (B, 1, L) each; ``g0_norm`` is
+    ``||g(0)||`` where the caller has it (the dual's check at w = 0), else one product
+    with X computes it."""
     xp = problem.xp
-    B, n, d = problem.X.shape
-    zero = xp.zeros((B, d + 1, problem.y.shape[1]), dtype=problem.X.dtype)
-    g0 = problem.gradient(zero, problem.hinge(xp.zeros((B, n, problem.y.shape[1]),
-                                                       dtype=zero.dtype)))
+    if g0_norm is None:
+        B, n, d = problem.X.shape
+        zero = xp.zeros((B, d + 1, problem.y.shape[1]), dtype=problem.X.dtype)
+        g0 = problem.gradient(zero, problem.hinge(xp.zeros((B, n, problem.y.shape[1]),
+                                                           dtype=zero.dtype)))
+        g0_norm = xp.sqrt(_dot(g0, g0))
     n_pos = (problem.y > 0).sum(axis=0)
     n_neg = (problem.y < 0).sum(axis=0)
     balance = xp.maximum(xp.minimum(n_pos, n_neg), 1) / xp.maximum(n_pos + n_neg, 1)
-    g0_norm = xp.sqrt(_dot(g0, g0))
-    return tol * balance.astype(zero.dtype) * g0_norm, g0_norm
+    return tol * balance.astype(g0_norm.dtype) * g0_norm, g0_norm
 
 
 def _conjugate_gradient(problem, D, g, todo, threshold):
