@@ -7,7 +7,8 @@ hundreds of them on versions of ONE training set, so this module solves them in 
 ``fit_linear_svms(X, Y, C=1.0, ...) -> (W, b, info)``
     X is ``(B, n, d)``: B stressed versions of the same n training vectors; Y is the
     ``(n, L)`` target matrix in {1, -1, 0}.  All ``B * L`` binary problems are solved
-    together; ``warm_start=(W0, b0)`` starts from a neighbouring configuration's solution.
+    together; ``warm_start=(W0, b0)`` starts Newton from a neighbouring configuration's
+    solution.
 ``LinearSVM(C=1.0, tol=1e-4, max_iter=1000, intercept_scaling=1.0)``
     The scikit-learn style estimator for one training set: ``fit(X, y)`` with 1-D class
     labels (one-vs-rest, ``predict`` = argmax) or a 2-D {1, -1, 0} multi-label matrix.
@@ -72,7 +73,6 @@ import numbers
 import warnings
 
 import numpy as np
-import threadpoolctl
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
@@ -213,9 +213,12 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
         Maximum number of Newton iterations per problem, and of dual coordinate-descent
         epochs (what ``max_iter`` counts for LIBLINEAR's and LinearSVC's dual solvers).
     warm_start : tuple (W0, b0) or None
-        Initial point, e.g. the solution of a neighbouring configuration (Q-2 with one
-        level fewer).  ``W0`` has shape (L, d') or (B, L, d') with d' <= d (missing
-        trailing columns start at 0), ``b0`` shape (L,) or (B, L), as returned.
+        Initial point of the Newton method, e.g. the solution of a neighbouring
+        configuration (Q-2 with one level fewer).  ``W0`` has shape (L, d') or
+        (B, L, d') with d' <= d (missing trailing columns start at 0), ``b0`` shape
+        (L,) or (B, L), as returned.  The dual starts at 0 whatever it is: on the demo's
+        features warm starts saved it 1 - 4 % of the epochs and cost 16 - 30 % more
+        time (``_dual_coordinate_descent``).
     solver : {"ours", "cuml"}, default "ours"
         "ours": the batched Newton-CG solver of this module, on numpy or CuPy.  "cuml":
         RAPIDS cuML's ``LinearSVC`` (squared hinge, L2, ``penalized_intercept=True``:
@@ -266,8 +269,7 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
             V, info, overflowed = _fit_cuml(problem, float(tol), max_iter)
         else:
             V = _initial_point(warm_start, X, Y.shape[1], intercept_scaling, xp)
-            V, info, overflowed = _minimise(problem, V, warm_start is not None,
-                                            float(tol), max_iter, method)
+            V, info, overflowed = _minimise(problem, V, float(tol), max_iter, method)
     d = X.shape[2]
     if (overflowed or not np.isfinite(info["objective"]).all()
             or count_nonfinite(V.reshape(-1, 1))):
@@ -351,9 +353,9 @@ def _check_method(method, xp):
     return method if method != "auto" or xp is np else "newton"
 
 
-def _minimise(problem, V, warm, tol, max_iter, method):
-    """The chosen method from V (``warm``: a warm start, else zero); what
-    _truncated_newton returns, with ``n_epochs`` in the info.
+def _minimise(problem, V, tol, max_iter, method):
+    """The chosen method, Newton from V (a warm start, or zero); what _truncated_newton
+    returns, with ``n_epochs`` in the info.
 
     Columns that are zero in every version (zero padding, h = 1, Q-B with every bit
     erased, dead ReLU units) are left out first: their optimal weight is exactly 0, and
@@ -374,7 +376,7 @@ def _minimise(problem, V, warm, tol, max_iter, method):
         narrow = _Problem(xp.take(problem.X, index[:-1], axis=2), problem.y, problem.C,
                           problem.s)
         method = "newton" if method == "auto" and rows.size == 1 else method
-        V_narrow, info, overflowed = _minimise(narrow, xp.take(V, index, axis=1), warm, tol,
+        V_narrow, info, overflowed = _minimise(narrow, xp.take(V, index, axis=1), tol,
                                                max_iter, method)
         V = xp.zeros_like(V)
         V[:, index, :] = V_narrow
@@ -384,7 +386,7 @@ def _minimise(problem, V, warm, tol, max_iter, method):
         info["n_epochs"] = np.zeros_like(info["n_iter"])
         return V, info, overflowed
     epochs = max_iter if method == "dual" else min(max_iter, _AUTO_DUAL_EPOCHS)
-    V, info, overflowed = _dual_coordinate_descent(problem, csr, V, warm, tol, epochs)
+    V, info, overflowed = _dual_coordinate_descent(problem, csr, tol, epochs)
     if method == "dual" or overflowed or info["converged"].all():
         return V, info, overflowed
     V, newton, overflowed = _truncated_newton(problem, V, tol, max_iter)
@@ -392,13 +394,16 @@ def _minimise(problem, V, warm, tol, max_iter, method):
     return V, newton, overflowed
 
 
-def _dual_coordinate_descent(problem, sparse_rows, V, warm, tol, max_epochs):
-    """Dual coordinate descent (dnnstress._svm_kernels) until the stopping rule holds;
-    returns what _truncated_newton does (``n_iter`` 0, ``n_epochs`` set).
+def _dual_coordinate_descent(problem, sparse_rows, tol, max_epochs):
+    """Dual coordinate descent (dnnstress._svm_kernels) from 0 until the stopping rule
+    holds; returns what _truncated_newton does (``n_iter`` 0, ``n_epochs`` set).
 
-    The dual starts at 0 (LIBLINEAR's start) or, from a warm start w, at the dual
-    point its optimality conditions give, ``alpha_i = 2C max(0, 1 - y_i w . x_i)``
-    (exact at the solution), scaled (:func:`_scale_warm_start`).  A problem stops when
+    The dual starts at 0, LIBLINEAR's start, whatever the warm start: measured on the
+    demo's features, starting from the dual point a warm start w gives (``alpha_i = 2C
+    max(0, 1 - y_i w . x_i)``, scaled to the best along it, or 0 where that point was
+    worse) saved 3.6 % of the epochs from the baseline's weights and 1 % from the
+    neighbouring Q-2 configuration's, and its margins and checks, a few passes over X,
+    cost 30 % and 16 % more time.  A problem stops when
     its weights w are certified within the primal rule's distance ``tau`` of the
     optimum w*: by the rule itself, ``||grad f(w)|| <= tau``, or by the duality gap,
     ``f(w) - D(alpha) <= tau^2 / 2``.  The objective is 1-strongly convex, so either
@@ -418,16 +423,11 @@ def _dual_coordinate_descent(problem, sparse_rows, V, warm, tol, max_epochs):
 
     X = (problem.X, *sparse_rows)  # the kernels' rows, dense or CSR too
     values_read = X[3].size if X[1].size else problem.X.size
-    # The few BLAS products here (a warm start's margins, ||g(0)||) run on one thread:
-    # OpenBLAS's threads spin on the cores for a while after each call, and the
-    # kernels' threads that follow then share the cores with them (a warm start that
-    # fell back to 0 measured 1.5x the cold fit's time).
-    with kernels.threads_for(values_read, problem.y.shape[1]), \
-            threadpoolctl.threadpool_limits(1, user_api="blas"):
-        return _dual_rounds(problem, X, V, warm, tol, max_epochs)
+    with kernels.threads_for(values_read, problem.y.shape[1]):
+        return _dual_rounds(problem, X, tol, max_epochs)
 
 
-def _dual_rounds(problem, X, V, warm, tol, max_epochs):
+def _dual_rounds(problem, X, tol, max_epochs):
     """The body of _dual_coordinate_descent, on the threads it chose; ``X`` holds the
     kernels' rows."""
     from dnnstress import _svm_kernels as kernels
@@ -441,18 +441,11 @@ def _dual_rounds(problem, X, V, warm, tol, max_epochs):
     groups = kernels.label_groups(n_versions, n_labels)
     todo = np.ones(shape, dtype=bool)
     gradient_norm, objective, dual = np.empty(shape), np.empty(shape), np.zeros(shape)
-    at_zero = None
-    if not warm or X[1].size:  # a cold start's first check, and cheap on CSR rows
-        kernels.primal_check(*X, y, s, C, W, todo, groups, gradient_norm, objective)
-        at_zero = gradient_norm.copy(), objective.copy()  # ||g(0)|| and f(0)
-    g0_norm = None if at_zero is None else at_zero[0][:, None, :]
-    threshold = to_numpy(_stopping_threshold(problem, tol, g0_norm)[0])[:, 0, :]
-    threshold = threshold.astype(np.float64)
-    if warm:
-        alpha[...] = 2 * C * problem.hinge(problem.forward(V))
-        kernels.synchronize_weights(*X, y, s, C, alpha, W, todo, groups, dual)
-        _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, dual,
-                          at_zero)
+    kernels.primal_check(*X, y, s, C, W, todo, groups, gradient_norm, objective)
+    # The check at w = 0 gives ||g(0)||, which the threshold would otherwise take a
+    # BLAS product for; and OpenBLAS's threads, spinning for a while after a call,
+    # shared the cores with the kernels' threads (the baseline's fit: 122 -> 83 ms).
+    threshold = _stopping_threshold(problem, tol, gradient_norm[:, None, :])[0][:, 0, :]
     epochs = np.zeros(shape, dtype=np.int64)
     distance_gap = 0.5 * threshold * threshold  # what ||grad f|| <= tau certifies
     for round_number in itertools.count():
@@ -483,45 +476,6 @@ def _gap_rounding(objective, alpha, C, n_terms):
     computed gap of 0 would otherwise certify anything."""
     magnitude = objective + alpha.sum(axis=1) + np.square(alpha).sum(axis=1) / (4 * C)
     return 2 * n_terms * np.finfo(np.float64).eps * magnitude
-
-
-def _scale_warm_start(X, y, problem, alpha, W, groups, gradient_norm, objective, dual,
-                      at_zero):
-    """Make the warm dual start ``alpha`` (and its ``W``, and its ``dual`` objective) a
-    good one, in place, and check it (``gradient_norm``, ``objective``; ``at_zero``:
-    their values at w = 0 where already checked, else None); ``X`` is the kernels'
-    rows.
-
-    ``alpha(w)`` maps w to ``w - grad f(w)``: a gradient step too long by the Hessian's
-    largest eigenvalue (thousands) unless w is optimal.  So alpha is scaled by the step
-    t that maximises the dual along it, ``t sum(alpha) - t^2 (||w||^2 / 2 + ||alpha||^2
-    / 4C)``; then a problem whose duality gap is still no smaller than at 0 (``C n``:
-    the primal at w = 0, the dual 0) starts at 0 instead (DR-1 and coarse Q-1 starts
-    measured up to 1.8x more epochs than cold ones).
-    """
-    from dnnstress import _svm_kernels as kernels
-
-    C, s = problem.C, problem.s
-    everything = np.ones(gradient_norm.shape, dtype=bool)
-    total = alpha.sum(axis=1)
-    penalty = np.square(alpha).sum(axis=1) / (4 * C)
-    half_norm = total - penalty - dual  # ||w||^2 / 2 of the float64 sum, from its dual
-    curvature = 2 * (half_norm + penalty)
-    step = total / np.where(curvature > 0, curvature, 1)
-    alpha *= step[:, None, :]
-    W *= step[:, :, None].astype(W.dtype)  # W is linear in alpha: no new pass over X
-    dual[...] = step * total - step * step * (half_norm + penalty)
-    kernels.primal_check(*X, y, s, C, W, everything, groups, gradient_norm, objective)
-    n_used = to_numpy(problem.m).sum(axis=0).astype(np.float64)
-    cold = objective - dual >= C * n_used
-    if cold.any():
-        alpha[np.broadcast_to(cold[:, None, :], alpha.shape)] = 0
-        W[cold] = 0
-        dual[cold] = 0
-        if at_zero is None:
-            kernels.primal_check(*X, y, s, C, W, cold, groups, gradient_norm, objective)
-        else:
-            gradient_norm[cold], objective[cold] = at_zero[0][cold], at_zero[1][cold]
 
 
 def _sparse_rows(X, nonzero):

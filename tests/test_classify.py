@@ -132,18 +132,17 @@ def test_batch_equals_one_by_one_and_zero_padding_is_inert():
     np.testing.assert_array_equal(W[1, :, 25:], 0.0)
 
 
-@pytest.mark.parametrize("method, steps", [("newton", "n_iter"), ("dual", "n_epochs")])
-def test_warm_start_reaches_the_same_solution(method, steps):
+def test_newton_warm_start_reaches_the_same_solution():
     rng = np.random.default_rng(5)
     X, Y = relu_features(rng, 300, 40, 3, signal=0.8)
     neighbour = l2_normalize(np.round(X * 64) / 64)  # a Q-style neighbouring configuration
-    fit = functools.partial(fit_linear_svms, method=method)
+    fit = functools.partial(fit_linear_svms, method="newton")
     W_cold, b_cold, cold = fit(X[None], Y, tol=1e-8)
     W_near, b_near, _ = fit(neighbour[None], Y, tol=1e-4)
     W_warm, b_warm, warm = fit(X[None], Y, tol=1e-8, warm_start=(W_near[0], b_near[0]))
     np.testing.assert_allclose(W_warm, W_cold, atol=1e-6)
     np.testing.assert_allclose(b_warm, b_cold, atol=1e-6)
-    assert 0 < warm[steps].sum() < cold[steps].sum()
+    assert 0 < warm["n_iter"].sum() < cold["n_iter"].sum()
     # Started at its own solution, nothing is left to do.
     _, _, again = fit(X[None], Y, tol=1e-4, warm_start=(W_cold[0], b_cold[0]))
     assert again["n_iter"].sum() == again["n_epochs"].sum() == 0
@@ -151,18 +150,18 @@ def test_warm_start_reaches_the_same_solution(method, steps):
 
 
 @pytest.mark.parametrize("density", [0.0, 1.0], ids=["dense", "csr"])
-def test_a_dual_warm_start_worse_than_zero_is_not_used(monkeypatch, density):
-    """A warm start whose (scaled) dual point leaves a larger duality gap than 0 gives
-    way to the cold start: the same epochs and the same weights, bit for bit (on CSR
-    rows from the check at 0 made before the warm start's)."""
+def test_the_dual_starts_at_zero_whatever_the_warm_start(monkeypatch, density):
+    """The dual starts at 0 from a neighbour's solution, its own and one far worse than
+    0: the epochs and weights of the cold start, bit for bit, dense and CSR rows."""
     monkeypatch.setattr(classify, "_SPARSE_DENSITY", density)
     X, Y = relu_features(np.random.default_rng(23), 300, 40, 3, signal=0.8)
     W, b, cold = fit_linear_svms(X[None], Y, method="dual")
-    far = (-50 * W[0], 50 * b[0])  # the solution turned around: far worse than 0
-    W_far, b_far, info = fit_linear_svms(X[None], Y, method="dual", warm_start=far)
-    np.testing.assert_array_equal(info["n_epochs"], cold["n_epochs"])
-    np.testing.assert_array_equal(W_far, W)
-    np.testing.assert_array_equal(b_far, b)
+    W_near, b_near, _ = fit_linear_svms(l2_normalize(np.round(X * 64) / 64)[None], Y)
+    for start in ((W_near[0], b_near[0]), (W[0], b[0]), (-50 * W[0], 50 * b[0])):
+        W_warm, b_warm, info = fit_linear_svms(X[None], Y, method="dual", warm_start=start)
+        np.testing.assert_array_equal(info["n_epochs"], cold["n_epochs"])
+        np.testing.assert_array_equal(W_warm, W)
+        np.testing.assert_array_equal(b_warm, b)
 
 
 def test_narrow_warm_start_is_zero_padded():
