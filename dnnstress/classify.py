@@ -487,14 +487,15 @@ def _sparse_rows(X, nonzero):
     that numba compiles each kernel once per dtype of X, not once per layout (a cold
     compilation costs seconds per kernel)."""
     n_versions, n, d = X.shape
+    column = np.int32 if d <= np.iinfo(np.int32).max else np.int64  # half the bytes read
     if np.count_nonzero(nonzero) > _SPARSE_DENSITY * X.size:
-        return (np.zeros((n_versions, 0), dtype=np.int64), np.zeros(0, np.int64),
+        return (np.zeros((n_versions, 0), dtype=np.int64), np.zeros(0, column),
                 np.zeros(0, X.dtype))
     flat = np.flatnonzero(nonzero)  # one index array, not np.nonzero's three (3x faster)
     # Row r's non-zeros start at the first flat index of row r or beyond.
     starts = np.searchsorted(flat, np.arange(n_versions * n + 1) * d)
     rows = np.lib.stride_tricks.sliding_window_view(starts, n + 1)[::n]
-    return np.array(rows, dtype=np.int64), flat % d, X.reshape(-1)[flat]
+    return np.array(rows, dtype=np.int64), (flat % d).astype(column), X.reshape(-1)[flat]
 
 
 def check_solver(solver) -> str:

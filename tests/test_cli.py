@@ -163,6 +163,45 @@ def test_every_bench_kind_writes_only_json_to_stdout(topic, options, capsys,
     assert printed.err.strip()  # the table went to standard error
 
 
+def test_bench_svm_on_features_reads_the_speedup_at_equal_accuracy(features_file, capsys,
+                                                                    short_timing):
+    """Where LIBLINEAR's default stop is faster than ours, the speed-up at equal
+    accuracy comes from a tighter -e; elsewhere it is the speed-up itself."""
+    pytest.importorskip("liblinear")
+    assert main(["bench", "svm", "--features", str(features_file), "--every", "7",
+                 "--json", "-"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    rows = record["rows"]
+    assert rows and all({"liblinear s =", "-e =", "speedup ="} <= set(row) for row in rows)
+    for row in rows:
+        if row["speedup"] >= 1:
+            assert row["-e ="] == 0.1 and row["speedup ="] == row["speedup"]
+        else:
+            assert row["-e ="] < 0.1
+            assert row["speedup ="] == row["liblinear s ="] / row["ours s"]
+    assert record["summary"]["ours_faster_at_equal_accuracy"] == sum(
+        row["speedup ="] > 1 for row in rows)
+
+
+def test_liblinear_as_accurate_stops_at_the_loosest_eps_reaching_the_target():
+    pytest.importorskip("liblinear")
+    from dnnstress.benchmarks import svm
+    from dnnstress.classify import fit_linear_svms, l2_normalize
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 300)
+    X = l2_normalize(np.maximum(rng.standard_normal((300, 20)) + labels[:, None] % 2, 0))
+    Y = np.where(labels[:, None] == np.arange(3), 1, -1).astype(np.int8)
+    W, b, _ = fit_linear_svms(X[None], Y)
+    target = svm.objectives(X, Y, W[0], b[0])
+    found = svm._liblinear_as_accurate(X, Y, target)
+    assert (svm.objectives(X, Y, found["W"], found["b"]) <= target).all()
+    looser = [eps for eps in svm._TIGHTER_EPS if eps > found["eps"]]
+    for eps in looser:  # none of the looser stops reached it
+        model = svm._liblinear_ovr(X, Y, eps)
+        assert (svm.objectives(X, Y, model["W"], model["b"]) > target).any()
+
+
 @pytest.mark.parametrize("command", [
     ["sweep", "FEATURES", "--out"], ["demo", "--no-fetch", "--out"],
     ["data", "fetch", "fashion-mnist", "--out"]])

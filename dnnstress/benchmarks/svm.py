@@ -18,8 +18,12 @@ sweep does (L2-normalised, one-vs-rest over the classes, warm-started from the
 baseline's weights), with ours and with LIBLINEAR's dual (``-s 1 -B 1``, its own
 one-vs-rest, ``problem()`` from a CSR matrix timed apart), one after the other per
 configuration.  Both objectives are shown relative to the best known (the lower of the
-two, or of ``LinearSVC(tol=1e-5)`` with ``--reference``), so the speed-up is read at
-equal accuracy.
+two, or of ``LinearSVC(tol=1e-5)`` with ``--reference``).  LIBLINEAR's default stop
+(``-e 0.1``) leaves its objective further from the optimum than ours on every
+configuration of the demo's features, so where it is nevertheless faster it is trained
+again at ``-e`` 0.03, 0.01, 0.003, ... until every label's objective is no higher than
+ours, and the speed-up at equal accuracy ("speedup =") is read from that run
+("liblinear s =", "-e ="); elsewhere it is the speed-up shown, a lower bound.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from dnnstress.stress import UniformQuantizer
 
 VOC2007 = {"n_train": 5011, "n_test": 4952, "n_features": 4096, "n_labels": 20}
 PAPER_GRID_TRAININGS = 600  # DR-1 x 10 seeds, DR-2, Q-1, Q-2, FC 9 x 29: about 600 fits
+# LIBLINEAR's stops tried, after its default 0.1, to match our objective.
+_TIGHTER_EPS = (0.03, 0.01, 0.003, 0.001, 3e-4, 1e-4)
 
 
 def add_arguments(parser) -> None:
@@ -156,6 +162,10 @@ def run_grid(args) -> dict:
                 row["liblinear s"], row["problem() s"] = lib["train_s"], lib["problem_s"]
                 row["speedup"] = lib["train_s"] / row["ours s"]
                 found["liblinear"] = objectives(X, Y, lib["W"], lib["b"])
+                equal = lib if row["speedup"] >= 1 else _liblinear_as_accurate(
+                    X, Y, found["ours"])
+                row["liblinear s ="], row["-e ="] = equal["train_s"], equal["eps"]
+                row["speedup ="] = equal["train_s"] / row["ours s"]
             if args.reference:
                 found["reference"] = objectives(X, Y, *_linear_svc_ovr(X, Y))
             best = np.min(np.stack(list(found.values())), axis=0)
@@ -163,7 +173,8 @@ def run_grid(args) -> dict:
                 row[f"{name} obj gap"] = float(np.max((value - best) / best))
             rows.append(row)
     columns = ["experiment", "params", "d", "ours s", "epochs", "newton", "liblinear s",
-               "problem() s", "speedup", "ours obj gap", "liblinear obj gap"]
+               "problem() s", "speedup", "liblinear s =", "-e =", "speedup =",
+               "ours obj gap", "liblinear obj gap"]
     print_table(rows, columns + (["reference obj gap"] if args.reference else []))
     summary = {"configurations": len(rows),
                "ours_s_total": sum(row["ours s"] for row in rows)}
@@ -172,7 +183,9 @@ def run_grid(args) -> dict:
         summary.update({"liblinear_s_total": sum(row["liblinear s"] for row in rows),
                         "min_speedup": min(speedups),
                         "median_speedup": float(np.median(speedups)),
-                        "ours_faster": sum(s > 1 for s in speedups)})
+                        "ours_faster": sum(s > 1 for s in speedups),
+                        "ours_faster_at_equal_accuracy": sum(row["speedup ="] > 1
+                                                             for row in rows)})
     summary["max_ours_obj_gap"] = max(row["ours obj gap"] for row in rows)
     print(", ".join(f"{key} {value:.4g}" for key, value in summary.items()))
     ratios = [_time_l2_normalize(features.train_x)["copy_ratio"] for _ in range(5)]
@@ -205,9 +218,10 @@ def objectives(X, Y, W, b):
             + (violations ** 2).sum(axis=0))
 
 
-def _liblinear_ovr(X, Y):
-    """LIBLINEAR ``-s 1 -B 1`` on one-vs-rest targets Y (n, L) without 0 entries: its own
-    multi-class training (one-vs-rest, label after label).  None if not installed."""
+def _liblinear_ovr(X, Y, eps=0.1):
+    """LIBLINEAR ``-s 1 -B 1 -e eps`` on one-vs-rest targets Y (n, L) without 0 entries:
+    its own multi-class training (one-vs-rest, label after label).  None if not
+    installed."""
     try:
         from liblinear.liblinearutil import parameter, problem, train
     except ImportError:
@@ -218,14 +232,25 @@ def _liblinear_ovr(X, Y):
     start = time.perf_counter()
     data = problem(labels, scipy.sparse.csr_matrix(X.astype(np.float64)))
     middle = time.perf_counter()
-    model = train(data, parameter("-s 1 -B 1 -c 1 -q"))
+    model = train(data, parameter(f"-s 1 -B 1 -c 1 -q -e {eps:g}"))
     train_s = time.perf_counter() - middle
     order = model.get_labels()
     W, b = np.empty((Y.shape[1], X.shape[1])), np.empty(Y.shape[1])
     for index, label in enumerate(order):
         w, bias = model.get_decfun(index)
         W[int(label)], b[int(label)] = w, bias
-    return {"W": W, "b": b, "train_s": train_s, "problem_s": middle - start}
+    return {"W": W, "b": b, "train_s": train_s, "problem_s": middle - start, "eps": eps}
+
+
+def _liblinear_as_accurate(X, Y, target):
+    """LIBLINEAR (:func:`_liblinear_ovr`) at the loosest ``-e`` of
+    :data:`_TIGHTER_EPS` whose every label's objective is at most ``target`` (ours);
+    the tightest if none is."""
+    for eps in _TIGHTER_EPS:
+        found = _liblinear_ovr(X, Y, eps)
+        if (objectives(X, Y, found["W"], found["b"]) <= target).all():
+            break
+    return found
 
 
 def _linear_svc_ovr(X, Y):
