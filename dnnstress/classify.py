@@ -35,9 +35,10 @@ those narrow products run at a few GB/s and a solve takes 120 - 290 passes over 
 numpy input is solved first by dual coordinate descent (LIBLINEAR's dual solver,
 compiled: dnnstress._svm_kernels), which needs 20 - 32 cache-friendly epochs on the
 demo's features, all labels sharing each read of a sample; it measured faster than
-LIBLINEAR's own dual solver on 186 of the demo grid's 187 configurations (median
-4.5x; the exception: Q-B with 62 of 64 bits erased, 1 % non-zero), at a lower
-objective on every one (bench/RESULTS.md, 2026-12-03).  Its rounds end with an exact
+LIBLINEAR's own dual solver on all 187 configurations of the demo grid at equal
+accuracy, and on 186 at LIBLINEAR's default stop, which is less accurate on every one
+(median 4.7x; the exception: Q-B with 62 of 64 bits erased, 1 % non-zero, 0.87x;
+bench/RESULTS.md, 2026-12-02 night).  Its rounds end with an exact
 check of the rule below or of a duality gap that certifies the same distance to the
 optimum, so both methods stop at the same guaranteed accuracy; problems the dual
 leaves unsolved after its epoch budget go on with Newton from its weights.  The Newton
