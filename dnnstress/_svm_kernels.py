@@ -24,9 +24,9 @@ targets in {1, -1, 0} (0: left out of that label); ``alpha`` (B, n, L) float64 d
 variables (a sample's labels side by side, as they are visited); ``W`` (B, L, d + 1)
 weights in the dtype of ``X``, the bias weight last.  A problem is a pair (version,
 label) and only those with ``todo`` set are touched.  The labels of a version visit
-the samples in one order, drawn from a generator seeded by the version's index, and
-each label's arithmetic is its own, so results depend neither on the grouping of the
-labels nor on the number of threads.
+the samples in one order, drawn from a generator seeded by the version's index and
+the call's ``seed``, and each label's arithmetic is its own, so results depend
+neither on the grouping of the labels nor on the number of threads.
 """
 
 from __future__ import annotations
@@ -81,23 +81,34 @@ def _task(task, groups):
 
 
 @numba.njit(inline="always")
-def _dot(M, r, x, i, rows, indices, values, total):
-    """``total + M[r, :d] . x_i``: sample i of dense rows ``x`` (n, d), or of CSR rows
-    (``rows``: this version's n + 1 offsets into ``indices`` and ``values``) when
-    ``rows`` is not empty."""
-    if rows.shape[0]:
-        for p in range(rows[i], rows[i + 1]):
-            total += M[r, indices[p]] * values[p]
-    else:
-        for j in range(x.shape[1]):
-            total += M[r, j] * x[i, j]
+def _dot(M, r, x, i, total):
+    """``total + M[r, :d] . x_i``, sample i of dense rows ``x`` (n, d); CSR rows are
+    read by :func:`_column_dots`, for all labels at once."""
+    for j in range(x.shape[1]):
+        total += M[r, j] * x[i, j]
     return total
 
 
 @numba.njit(inline="always")
+def _as_columns(M, first, width, d, csr):
+    """Rows ``first .. first + width - 1`` of ``M`` (their first d entries) column by
+    column, ``(d, lanes)``, the lanes padded to whole vectors of 8 (padding 0): how
+    the kernels hold a group's weights on CSR rows, so that a non-zero's product with
+    every label's weight, and its update of them, are one vector operation each.
+    Empty, ``(0, 0)``, on dense rows (``csr`` False)."""
+    lanes = -(-width // 8) * 8 if csr else 0
+    columns = np.zeros((d if csr else 0, lanes), dtype=M.dtype)
+    for q in range(width if csr else 0):
+        for j in range(d):
+            columns[j, q] = M[first + q, j]
+    return columns
+
+
+@numba.njit(inline="always")
 def _column_dots(columns, i, rows, indices, values, dots):
-    """``dots[q] = columns[:, q] . x_i`` for every lane q, x_i sample i of CSR rows:
-    each label's sum in the order of the non-zeros, as :func:`_dot` adds them."""
+    """``dots[q] = columns[:, q] . x_i`` for every lane q, x_i sample i of CSR rows
+    (``rows``: this version's n + 1 offsets into ``indices`` and ``values``), each
+    label's sum in the order of the non-zeros."""
     dots[:] = 0
     for p in range(rows[i], rows[i + 1]):
         column, value = indices[p], values[p]
@@ -118,7 +129,8 @@ def _column_axpys(columns, steps, i, rows, indices, values):
 
 @numba.njit(inline="always")
 def _axpy(M, r, step, x, i, rows, indices, values):
-    """``M[r, :d] += step * x_i``, with the rows of :func:`_dot`."""
+    """``M[r, :d] += step * x_i``: sample i of dense rows ``x`` (n, d), or of CSR rows
+    (as :func:`_column_dots` reads them) when ``rows`` is not empty."""
     if rows.shape[0]:
         for p in range(rows[i], rows[i + 1]):
             M[r, indices[p]] += step * values[p]
@@ -187,16 +199,9 @@ def dual_coordinate_descent(X, rows, indices, values, Y, s, C, alpha, W, todo, g
         typed = np.zeros(2, dtype=W.dtype)  # [0] a zero, [1] a cast, in W's dtype
         live = np.zeros(width, dtype=np.int64)  # the labels a sample is visited for
         csr = own_rows.shape[0] > 0
-        # On CSR rows the group's weights are held column by column, the labels side
-        # by side (padded to whole vectors), so that a non-zero's product with every
-        # label's weight, and its update of them, are one vector operation each.
-        lanes = -(-width // 8) * 8 if csr else 0
-        columns = np.zeros((d if csr else 0, lanes), dtype=W.dtype)
-        for q in range(width if csr else 0):
-            for j in range(d):
-                columns[j, q] = w[first + q, j]
-        dots = np.zeros(lanes, dtype=W.dtype)
-        steps = np.zeros(lanes, dtype=W.dtype)
+        columns = _as_columns(w, first, width, d, csr)  # written back at the end
+        dots = np.zeros(columns.shape[1], dtype=W.dtype)
+        steps = np.zeros(columns.shape[1], dtype=W.dtype)
         running = np.zeros(width, dtype=np.bool_)
         active = np.zeros((n, width), dtype=np.bool_)
         for q in range(width):
@@ -236,7 +241,7 @@ def dual_coordinate_descent(X, rows, indices, values, Y, s, C, alpha, W, todo, g
                     if csr:
                         dot = dots[q]
                     else:
-                        dot = _dot(w, label, x, i, own_rows, indices, values, typed[0])
+                        dot = _dot(w, label, x, i, typed[0])
                     margin = y * (np.float64(dot) + s * w[label, d])
                     gradient = margin - 1.0 + a[i, label] * diagonal
                     projected = gradient
@@ -326,14 +331,10 @@ def primal_check(X, rows, indices, values, Y, s, C, W, todo, groups, gradient_no
                 gradient[q, j] = weights[q, j]
         live = np.zeros(width, dtype=np.int64)  # the labels sample i is checked for
         csr = rows.shape[1] > 0
-        lanes = -(-width // 8) * 8 if csr else 0  # CSR rows: as in dual_coordinate_descent
-        columns = np.zeros((d if csr else 0, lanes))
-        gradient_columns = np.zeros((d if csr else 0, lanes))
-        for q in range(width if csr else 0):
-            for j in range(d):
-                columns[j, q] = weights[q, j]
-        dots = np.zeros(lanes)
-        steps = np.zeros(lanes)
+        columns = _as_columns(weights, 0, width, d, csr)
+        gradient_columns = np.zeros_like(columns)  # added into gradient at the end
+        dots = np.zeros(columns.shape[1])
+        steps = np.zeros(columns.shape[1])
         for i in range(n):
             n_live = 0
             for q in range(width):
@@ -351,8 +352,7 @@ def primal_check(X, rows, indices, values, Y, s, C, W, todo, groups, gradient_no
                 if csr:
                     dot = dots[q] + s * weights[q, d]
                 else:
-                    dot = _dot(weights, q, X[k], i, rows[k], indices, values,
-                               s * weights[q, d])
+                    dot = _dot(weights, q, X[k], i, s * weights[q, d])
                 violation = 1.0 - y * dot
                 if violation > 0:
                     loss[q] += violation * violation

@@ -98,7 +98,7 @@ _MAX_CG_ITER = 1000
 _MAX_LINE_SEARCH_ITER = 60
 # Epochs "auto" gives the dual before Newton takes over: an epoch costs about one pass
 # over X (fewer with shrinking), a cold Newton solve 120 - 290 passes, and the demo's
-# features need 40 - 60 epochs.
+# features need 21 - 31 epochs.
 _AUTO_DUAL_EPOCHS = 150
 # Features at most this dense are read by the dual kernels as CSR rows: a gathered value
 # costs several contiguous ones (Q-B with 62 bits erased, 1.7 % dense: 2x faster).
@@ -219,7 +219,8 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
         (B, L, d') with d' <= d (missing trailing columns start at 0), ``b0`` shape
         (L,) or (B, L), as returned.  The dual starts at 0 whatever it is: on the demo's
         features warm starts saved it 1 - 4 % of the epochs and cost 16 - 30 % more
-        time (``_dual_coordinate_descent``).
+        time (``_dual_coordinate_descent``); so on numpy a warm start is used by
+        ``method="newton"`` only ("auto" hands Newton the dual's weights).
     solver : {"ours", "cuml"}, default "ours"
         "ours": the batched Newton-CG solver of this module, on numpy or CuPy.  "cuml":
         RAPIDS cuML's ``LinearSVC`` (squared hinge, L2, ``penalized_intercept=True``:
@@ -230,7 +231,7 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
         11-22x faster than sklearn's LinearSVC at VOC size, ``dnnstress bench svm``;
         cuML itself has not been measured yet: no GPU was available).
     method : {"auto", "newton", "dual"}, default "auto"
-        How solver "ours" minimises (the same objective and stopping rule either way):
+        How solver "ours" minimises (the same objective and guarantee either way):
         "newton", the array-API Newton-CG solver (the reference, and the GPU path);
         "dual", dual coordinate descent compiled for the CPU (numpy input only);
         "auto", on numpy the dual for at most ``min(max_iter, 150)`` epochs and then
@@ -471,10 +472,11 @@ def _dual_rounds(problem, X, tol, max_epochs):
 
 
 def _gap_rounding(objective, alpha, C, n_terms):
-    """A bound on the float64 rounding error of a computed duality gap: each of its
+    """A margin for the float64 rounding of a computed duality gap: each of its final
     sums of ``n_terms`` terms is off by at most ``n_terms * eps`` times the sum of
-    their magnitudes.  It keeps the certificate honest at tiny tolerances, where a
-    computed gap of 0 would otherwise certify anything."""
+    their magnitudes (the rounding inside the dot products is not bounded here).  It
+    keeps the certificate honest at tiny tolerances, where a computed gap of 0 would
+    otherwise certify anything."""
     magnitude = objective + alpha.sum(axis=1) + np.square(alpha).sum(axis=1) / (4 * C)
     return 2 * n_terms * np.finfo(np.float64).eps * magnitude
 

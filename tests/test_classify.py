@@ -567,7 +567,7 @@ def test_the_dual_objective_bounds_and_the_gap_estimate():
     alpha = rng.exponential(0.5, (1, 120, 3)) * (rng.random((1, 120, 3)) < 0.6)
     W = np.zeros((1, 3, 16))
     dual = np.empty((1, 3))
-    empty = (np.zeros((1, 0), np.int64), np.zeros(0, np.int64), np.zeros(0))
+    empty = (np.zeros((1, 0), np.int64), np.zeros(0, np.int32), np.zeros(0))  # dense rows
     _svm_kernels.synchronize_weights(X[None], *empty, Y, s, C, alpha, W, np.ones((1, 3), bool),
                                      np.array([0, 3]), dual)
     W_opt, b_opt, _ = fit_linear_svms(X[None], Y, C=C, intercept_scaling=s, tol=1e-11,
