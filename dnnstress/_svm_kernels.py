@@ -36,6 +36,8 @@ import contextlib
 import numba
 import numpy as np
 
+from dnnstress._lanes import LANES, row_axpys, row_dots
+
 # Contracting into FMAs and reassociating the dot products' sums is what lets LLVM
 # vectorise them; the inputs were checked finite before any kernel runs.
 _JIT = dict(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -92,11 +94,11 @@ def _dot(M, r, x, i, total):
 @numba.njit(inline="always")
 def _as_columns(M, first, width, d, csr):
     """Rows ``first .. first + width - 1`` of ``M`` (their first d entries) column by
-    column, ``(d, lanes)``, the lanes padded to whole vectors of 8 (padding 0): how
+    column, ``(d, lanes)``, the lanes padded to whole vectors of ``LANES`` (padding 0): how
     the kernels hold a group's weights on CSR rows, so that a non-zero's product with
     every label's weight, and its update of them, are one vector operation each.
     Empty, ``(0, 0)``, on dense rows (``csr`` False)."""
-    lanes = -(-width // 8) * 8 if csr else 0
+    lanes = -(-width // LANES) * LANES if csr else 0
     columns = np.zeros((d if csr else 0, lanes), dtype=M.dtype)
     for q in range(width if csr else 0):
         for j in range(d):
@@ -107,23 +109,18 @@ def _as_columns(M, first, width, d, csr):
 @numba.njit(inline="always")
 def _column_dots(columns, i, rows, indices, values, dots):
     """``dots[q] = columns[:, q] . x_i`` for every lane q, x_i sample i of CSR rows
-    (``rows``: this version's n + 1 offsets into ``indices`` and ``values``), each
-    label's sum in the order of the non-zeros."""
-    dots[:] = 0
-    for p in range(rows[i], rows[i + 1]):
-        column, value = indices[p], values[p]
-        for q in range(dots.shape[0]):
-            dots[q] += columns[column, q] * value
+    (``rows``: this version's n + 1 offsets into ``indices`` and ``values``), eight
+    lanes at a time in vector registers (:func:`dnnstress._lanes.row_dots`)."""
+    for base in range(0, dots.shape[0], LANES):
+        row_dots(columns, base, rows[i], rows[i + 1], indices, values, dots)
 
 
 @numba.njit(inline="always")
 def _column_axpys(columns, steps, i, rows, indices, values):
     """``columns[:, q] += steps[q] * x_i`` for every lane q, then ``steps`` zeroed (a
     step of 0 leaves its lane as it is)."""
-    for p in range(rows[i], rows[i + 1]):
-        column, value = indices[p], values[p]
-        for q in range(steps.shape[0]):
-            columns[column, q] += steps[q] * value
+    for base in range(0, steps.shape[0], LANES):
+        row_axpys(columns, base, rows[i], rows[i + 1], indices, values, steps)
     steps[:] = 0
 
 
@@ -151,6 +148,48 @@ def _random_below(state, bound):
     state[0] = x
     high = (x * _MULTIPLIER) >> np.uint64(32)
     return np.int64((high * np.uint64(bound)) >> np.uint64(32))
+
+
+@numba.njit(**_JIT)
+def scan_rows(X, counts, used):
+    """One pass over ``X`` (B, n, d) for what a fit needs to know before it starts:
+    ``counts`` (B * n,) the non-zeros of each row, ``used`` (blocks, d) whether each
+    block of rows has a non-zero in each column (any over axis 0 says which columns the
+    problem uses), and, returned, the number of NaN and infinite values.  numpy's
+    finiteness test, ``X != 0``, the column test and the count were four passes over
+    X and two masks: 8 of Q-B 62's 37 ms a fit."""
+    n_versions, n, d = X.shape
+    flat = X.reshape(n_versions * n, d)
+    n_blocks = used.shape[0]
+    nonfinite = 0
+    for block in numba.prange(n_blocks):
+        seen = used[block]
+        for r in range(block * flat.shape[0] // n_blocks,
+                       (block + 1) * flat.shape[0] // n_blocks):
+            nonzero, bad = 0, 0
+            for j in range(d):
+                value = flat[r, j]
+                nonzero += value != 0
+                seen[j] |= value != 0
+                bad += not abs(value) < np.inf
+            counts[r] = nonzero
+            nonfinite += bad
+    return nonfinite
+
+
+@numba.njit(**_JIT)
+def fill_rows(X, starts, indices, values):
+    """The CSR rows of ``X`` (B, n, d): row r's non-zeros, in column order, at
+    ``starts[r] ..`` of ``indices`` (their columns) and ``values``."""
+    n_versions, n, d = X.shape
+    flat = X.reshape(n_versions * n, d)
+    for r in numba.prange(flat.shape[0]):
+        p = starts[r]
+        for j in range(d):
+            if flat[r, j] != 0:
+                indices[p] = j
+                values[p] = flat[r, j]
+                p += 1
 
 
 @numba.njit(**_JIT)
@@ -225,10 +264,9 @@ def dual_coordinate_descent(X, rows, indices, values, Y, s, C, alpha, W, todo, g
             for position in range(n):
                 i = order[position]
                 n_live = 0
-                for q in range(width):
-                    if running[q] and active[i, q]:
-                        live[n_live] = q
-                        n_live += 1
+                for q in range(width):  # without a branch: active[i] is a coin toss
+                    live[n_live] = q
+                    n_live += running[q] & active[i, q]
                 if n_live == 0:
                     continue
                 if csr:

@@ -78,7 +78,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
 from dnnstress._array import (array_namespace, check_features, count_nonfinite,
-                              is_cupy_array, to_numpy)
+                              is_cupy_array, raise_if_nonfinite, to_numpy)
 from dnnstress.metrics import label_matrix
 
 __all__ = ["IgnoredLabelWarning", "LinearSVM", "SOLVERS", "fit_linear_svms", "l2_normalize"]
@@ -257,7 +257,7 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
         the fault is the input's, like that of NaN features.
     """
     xp = array_namespace(X)
-    X = _check_batch(X, xp)
+    X, census = _check_batch(X, xp)
     Y = _check_targets(Y, X.shape[1], xp)
     _check_positive(C, "C")
     _check_positive(intercept_scaling, "intercept_scaling", allow_zero=True)
@@ -271,7 +271,8 @@ def fit_linear_svms(X, Y, *, C=1.0, intercept_scaling=1.0, tol=1e-4, max_iter=10
             V, info, overflowed = _fit_cuml(problem, float(tol), max_iter)
         else:
             V = _initial_point(warm_start, X, Y.shape[1], intercept_scaling, xp)
-            V, info, overflowed = _minimise(problem, V, float(tol), max_iter, method)
+            V, info, overflowed = _minimise(problem, V, float(tol), max_iter, method,
+                                            census)
     d = X.shape[2]
     if (overflowed or not np.isfinite(info["objective"]).all()
             or count_nonfinite(V.reshape(-1, 1))):
@@ -355,9 +356,9 @@ def _check_method(method, xp):
     return method if method != "auto" or xp is np else "newton"
 
 
-def _minimise(problem, V, tol, max_iter, method):
+def _minimise(problem, V, tol, max_iter, method, census):
     """The chosen method, Newton from V (a warm start, or zero); what _truncated_newton
-    returns, with ``n_epochs`` in the info.
+    returns, with ``n_epochs`` in the info (``census``: what :func:`_census` found).
 
     Columns that are zero in every version (zero padding, h = 1, Q-B with every bit
     erased, dead ReLU units) are left out first: their optimal weight is exactly 0, and
@@ -368,9 +369,8 @@ def _minimise(problem, V, tol, max_iter, method):
     solves exactly, where the dual would need tens of epochs over n identical samples.
     """
     xp = problem.xp
-    nonzero = problem.X != 0
-    used = to_numpy(xp.any(nonzero, axis=(0, 1)))
-    csr = _sparse_rows(problem.X, nonzero) if method != "newton" else None
+    used, row_counts = census
+    csr = _sparse_rows(problem.X, row_counts) if method != "newton" else None
     reads_csr = csr is not None and csr[0].size > 0
     if not used.all() and not (reads_csr and used.any()):
         rows = np.flatnonzero(np.append(used, True))  # the kept weights and the bias
@@ -379,7 +379,8 @@ def _minimise(problem, V, tol, max_iter, method):
                           problem.s)
         method = "newton" if method == "auto" and rows.size == 1 else method
         V_narrow, info, overflowed = _minimise(narrow, xp.take(V, index, axis=1), tol,
-                                               max_iter, method)
+                                               max_iter, method,
+                                               (np.ones(rows.size - 1, bool), row_counts))
         V = xp.zeros_like(V)
         V[:, index, :] = V_narrow
         return V, info, overflowed
@@ -481,24 +482,44 @@ def _gap_rounding(objective, alpha, C, n_terms):
     return 2 * n_terms * np.finfo(np.float64).eps * magnitude
 
 
-def _sparse_rows(X, nonzero):
+def _census(X):
+    """What a fit must know of X (B, n, d) before it starts, ``(used, row_counts)``:
+    which columns hold a non-zero in some version, and on numpy each row's number of
+    non-zeros (B * n,), None on CuPy; a ValueError if X holds NaN or infinity.  On numpy
+    one compiled pass finds all three (:func:`dnnstress._svm_kernels.scan_rows`)."""
+    if is_cupy_array(X):
+        raise_if_nonfinite(count_nonfinite(X.reshape(-1, X.shape[2])), "X")
+        return to_numpy((X != 0).any(axis=(0, 1))), None
+    from dnnstress import _svm_kernels as kernels
+
+    row_counts = np.empty(X.shape[0] * X.shape[1], dtype=np.int64)
+    seen = np.zeros((kernels.numba.get_num_threads(), X.shape[2]), dtype=bool)
+    raise_if_nonfinite(kernels.scan_rows(X, row_counts, seen), "X")
+    return seen.any(axis=0), row_counts
+
+
+def _sparse_rows(X, row_counts):
     """X's CSR rows for the dual kernels ``(rows (B, n + 1), indices, values)`` where at
-    most ``_SPARSE_DENSITY`` of it is non-zero (``nonzero``: ``X != 0``), else empty ones
-    (dense rows are read); numpy only: the kernels are compiled for the CPU.
+    most ``_SPARSE_DENSITY`` of it is non-zero (``row_counts``: each row's non-zeros, as
+    :func:`_census` counts them), else empty ones (dense rows are read); numpy only:
+    the kernels are compiled for the CPU.
 
     Dense or CSR, the three are writable C-contiguous arrays of the same dtypes, so
     that numba compiles each kernel once per dtype of X, not once per layout (a cold
     compilation costs seconds per kernel)."""
+    from dnnstress import _svm_kernels as kernels
+
     n_versions, n, d = X.shape
     column = np.int32 if d <= np.iinfo(np.int32).max else np.int64  # half the bytes read
-    if np.count_nonzero(nonzero) > _SPARSE_DENSITY * X.size:
+    starts = np.zeros(row_counts.size + 1, dtype=np.int64)
+    np.cumsum(row_counts, out=starts[1:])
+    if starts[-1] > _SPARSE_DENSITY * X.size:
         return (np.zeros((n_versions, 0), dtype=np.int64), np.zeros(0, column),
                 np.zeros(0, X.dtype))
-    flat = np.flatnonzero(nonzero)  # one index array, not np.nonzero's three (3x faster)
-    # Row r's non-zeros start at the first flat index of row r or beyond.
-    starts = np.searchsorted(flat, np.arange(n_versions * n + 1) * d)
+    indices, values = np.empty(starts[-1], dtype=column), np.empty(starts[-1], X.dtype)
+    kernels.fill_rows(X, starts, indices, values)
     rows = np.lib.stride_tricks.sliding_window_view(starts, n + 1)[::n]
-    return np.array(rows, dtype=np.int64), (flat % d).astype(column), X.reshape(-1)[flat]
+    return np.array(rows), indices, values
 
 
 def check_solver(solver) -> str:
@@ -721,8 +742,10 @@ def _check_batch(X, xp):
                          f"{X.shape}; use X[None] for a single training set")
     if X.shape[0] == 0:
         raise ValueError("X holds no versions (shape[0] == 0)")
-    check_features(X.reshape(X.shape[0] * X.shape[1], X.shape[2]), name="X")
-    return at_least_float32(X)
+    check_features(X.reshape(X.shape[0] * X.shape[1], X.shape[2]), name="X",
+                   check_finite=False)  # _census counts NaN and inf, in its own pass
+    X = xp.ascontiguousarray(at_least_float32(X))  # as _Problem holds it
+    return X, _census(X)
 
 
 def _check_targets(Y, n_samples, xp):

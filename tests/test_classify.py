@@ -710,7 +710,7 @@ def test_sparse_rows_are_scipy_csr_in_the_dense_rows_types():
     rng = np.random.default_rng(3)
     X = np.where(rng.random((2, 30, 12)) < 0.05, rng.random((2, 30, 12)), 0.0)
     X = X.astype(np.float32)
-    rows, indices, values = classify._sparse_rows(X, X != 0)
+    rows, indices, values = classify._sparse_rows(X, classify._census(X)[1])
     for k in range(2):
         csr = scipy.sparse.csr_matrix(X[k])
         start = rows[k, 0]
@@ -718,7 +718,7 @@ def test_sparse_rows_are_scipy_csr_in_the_dense_rows_types():
         np.testing.assert_array_equal(indices[start:rows[k, -1]], csr.indices)
         np.testing.assert_array_equal(values[start:rows[k, -1]], csr.data)
     ones = np.ones((2, 30, 12), np.float32)
-    dense = classify._sparse_rows(ones, ones != 0)
+    dense = classify._sparse_rows(ones, classify._census(ones)[1])
     assert dense[0].shape == (2, 0) and dense[1].size == 0 and dense[2].size == 0
     for sparse_array, dense_array in zip((rows, indices, values), dense):
         for array in (sparse_array, dense_array):
@@ -729,6 +729,7 @@ def test_sparse_rows_are_scipy_csr_in_the_dense_rows_types():
     for features in (X[:1] + 0.0, np.ones((1, 30, 12), np.float32) + X[:1]):
         fit_linear_svms(features, Y, method="dual")
     for kernel in (_svm_kernels.dual_coordinate_descent, _svm_kernels.synchronize_weights,
-                   _svm_kernels.primal_check):
+                   _svm_kernels.primal_check, _svm_kernels.scan_rows,
+                   _svm_kernels.fill_rows):
         float32 = [s for s in kernel.signatures if str(s[0].dtype) == "float32"]
         assert len(float32) == 1, (kernel.__name__, float32)
