@@ -517,7 +517,8 @@ def _sparse_rows(X, row_counts):
         return (np.zeros((n_versions, 0), dtype=np.int64), np.zeros(0, column),
                 np.zeros(0, X.dtype))
     indices, values = np.empty(starts[-1], dtype=column), np.empty(starts[-1], X.dtype)
-    kernels.fill_rows(X, starts, indices, values)
+    if starts[-1]:  # all-zero X (Q-B with every bit erased) has no row to fill
+        kernels.fill_rows(X, starts, indices, values)
     rows = np.lib.stride_tricks.sliding_window_view(starts, n + 1)[::n]
     return np.array(rows), indices, values
 
