@@ -5,12 +5,16 @@ column, ``columns`` (d, lanes) with one lane per label, so that a non-zero ``(j,
 a sample meets every label's weight in one row, ``columns[j]``.  Written as numba loops
 over the lanes, LLVM either unrolled them into scalar operations (a constant count) or
 kept the sums in memory behind run-time alias checks (a variable one): 12 cycles per
-non-zero for 16 lanes, which made these two loops 80 % of an epoch on Q-B 62's 1 %
-non-zero features.  These intrinsics emit the vector code itself: per non-zero one
+non-zero for 16 lanes.  These intrinsics emit the vector code itself: per non-zero one
 vector load, and a fused multiply-add into registers (dots) or back to the row (axpys).
+On Q-B 62's features (1 % non-zero) a 6,000-sample pass of both took 0.32 ms where the
+numba loops took 0.80, and a fit's epochs 20 ms where they took 25.
 
 Each lane's arithmetic is its own and the same whatever the lane, so a label's result
 does not depend on which lane, or which group of labels, it is computed in.
+
+numba's cache of the kernels that inline these is keyed on their own file: after a
+change here, touch ``_svm_kernels.py`` (or clear its ``__pycache__``) when developing.
 """
 
 from __future__ import annotations

@@ -490,10 +490,12 @@ def _census(X):
     if is_cupy_array(X):
         raise_if_nonfinite(count_nonfinite(X.reshape(-1, X.shape[2])), "X")
         return to_numpy((X != 0).any(axis=(0, 1))), None
+    import numba
+
     from dnnstress import _svm_kernels as kernels
 
     row_counts = np.empty(X.shape[0] * X.shape[1], dtype=np.int64)
-    seen = np.zeros((kernels.numba.get_num_threads(), X.shape[2]), dtype=bool)
+    seen = np.zeros((numba.get_num_threads(), X.shape[2]), dtype=bool)  # a block each
     raise_if_nonfinite(kernels.scan_rows(X, row_counts, seen), "X")
     return seen.any(axis=0), row_counts
 
