@@ -71,6 +71,25 @@ def test_decode_equals_the_twin(seed, n, d, h, dtype, code_type, sliced):
             _uniform.decode(codes, q.data_min_, q.step_, out_type))
 
 
+@pytest.mark.parametrize("n", [257, 700, 1023])
+@pytest.mark.parametrize("code_type", [np.uint8, np.uint16])
+def test_decode_in_pairs_of_rows_equals_the_twin(n, code_type):
+    """Past 256 rows a task decodes its rows two at a time, an odd one last (the drawn
+    cases above have at most 12 rows, one per task); so do the range checks."""
+    h = 200 if code_type == np.uint8 else 40000
+    _, q = _fitted(n, 5, 37, h, np.float32)
+    codes = np.random.default_rng(n).integers(0, h, (n, 37)).astype(code_type)
+    for out_type in (np.float32, np.float64):
+        np.testing.assert_array_equal(
+            _cpu_kernels.decode(codes, q.data_min_, q.step_, h, out_type),
+            _uniform.decode(codes, q.data_min_, q.step_, out_type))
+    for row in (n - 1, n - 2, 0):  # the odd last row, the second of a pair, the first
+        bad = codes.copy()
+        bad[row, 36] = h
+        with pytest.raises(ValueError, match=rf"\[0, {h - 1}\], got {h}$"):
+            _cpu_kernels.decode(bad, q.data_min_, q.step_, h, np.float32)
+
+
 @pytest.mark.parametrize("code_type, bad", [(np.uint8, 27), (np.uint16, 65535),
                                             (np.int64, -1), (np.int64, 1 << 20)])
 def test_decode_refuses_codes_out_of_range(code_type, bad):
