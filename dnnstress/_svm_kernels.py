@@ -39,8 +39,11 @@ import numpy as np
 from dnnstress._lanes import LANES, row_axpys, row_dots
 
 # Contracting into FMAs and reassociating the dot products' sums is what lets LLVM
-# vectorise them; the inputs were checked finite before any kernel runs.
-_JIT = dict(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
+# vectorise them; the inputs were checked finite (scan_rows) before any such kernel
+# runs.  scan_rows itself is compiled without fastmath: under "nnan" or "ninf" its
+# test for NaN and infinity would be folded away.
+_EXACT_JIT = dict(parallel=True, cache=True, nogil=True)
+_JIT = dict(_EXACT_JIT, fastmath={"reassoc", "contract"})
 _MULTIPLIER = np.uint64(2685821657736338717)
 
 
@@ -110,7 +113,9 @@ def _as_columns(M, first, width, d, csr):
 def _column_dots(columns, i, rows, indices, values, dots):
     """``dots[q] = columns[:, q] . x_i`` for every lane q, x_i sample i of CSR rows
     (``rows``: this version's n + 1 offsets into ``indices`` and ``values``), eight
-    lanes at a time in vector registers (:func:`dnnstress._lanes.row_dots`)."""
+    lanes at a time in vector registers (:func:`dnnstress._lanes.row_dots`).  The
+    vector loops do not check bounds: ``dots`` has as many lanes as ``columns``, a
+    whole number of ``LANES`` (:func:`_as_columns`)."""
     for base in range(0, dots.shape[0], LANES):
         row_dots(columns, base, rows[i], rows[i + 1], indices, values, dots)
 
@@ -118,7 +123,7 @@ def _column_dots(columns, i, rows, indices, values, dots):
 @numba.njit(inline="always")
 def _column_axpys(columns, steps, i, rows, indices, values):
     """``columns[:, q] += steps[q] * x_i`` for every lane q, then ``steps`` zeroed (a
-    step of 0 leaves its lane as it is)."""
+    step of 0 leaves its lane as it is); ``steps`` as ``dots`` in :func:`_column_dots`."""
     for base in range(0, steps.shape[0], LANES):
         row_axpys(columns, base, rows[i], rows[i + 1], indices, values, steps)
     steps[:] = 0
@@ -150,7 +155,7 @@ def _random_below(state, bound):
     return np.int64((high * np.uint64(bound)) >> np.uint64(32))
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_EXACT_JIT)
 def scan_rows(X, counts, used):
     """One pass over ``X`` (B, n, d) for what a fit needs to know before it starts:
     ``counts`` (B * n,) the non-zeros of each row, ``used`` (blocks, d) whether each
@@ -177,7 +182,7 @@ def scan_rows(X, counts, used):
     return nonfinite
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_EXACT_JIT)
 def fill_rows(X, starts, indices, values):
     """The CSR rows of ``X`` (B, n, d): row r's non-zeros, in column order, at
     ``starts[r] ..`` of ``indices`` (their columns) and ``values``."""

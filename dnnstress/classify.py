@@ -747,6 +747,8 @@ def _check_batch(X, xp):
         raise ValueError("X holds no versions (shape[0] == 0)")
     check_features(X.reshape(X.shape[0] * X.shape[1], X.shape[2]), name="X",
                    check_finite=False)  # _census counts NaN and inf, in its own pass
+    if not X.dtype.isnative:  # the kernels are compiled for the machine's byte order
+        X = X.astype(X.dtype.newbyteorder("="))
     X = xp.ascontiguousarray(at_least_float32(X))  # as _Problem holds it
     return X, _census(X)
 

@@ -83,7 +83,7 @@ def test_decode_in_pairs_of_rows_equals_the_twin(n, code_type):
         np.testing.assert_array_equal(
             _cpu_kernels.decode(codes, q.data_min_, q.step_, h, out_type),
             _uniform.decode(codes, q.data_min_, q.step_, out_type))
-    for row in (n - 1, n - 2, 0):  # the odd last row, the second of a pair, the first
+    for row in (n - 1, n - 2, 0):  # over the three n: first, second and lone odd rows
         bad = codes.copy()
         bad[row, 36] = h
         with pytest.raises(ValueError, match=rf"\[0, {h - 1}\], got {h}$"):

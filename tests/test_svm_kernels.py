@@ -98,7 +98,7 @@ def test_the_census_counts_rows_columns_and_nonfinite_values_as_numpy(dtype):
     X = np.where(rng.random((3, 70, 45)) < 0.1, rng.random((3, 70, 45)), 0.0).astype(dtype)
     X[:, :, 7] = 0.0  # a column no version uses
     X[2, :, 9] = 0.0
-    X[2, 5, 9] = 1e-30  # used by one sample of one version (subnormal in float32)
+    X[2, 5, 9] = 1e-40  # used by one sample of one version (subnormal in float32)
     used, row_counts = classify._census(X)
     np.testing.assert_array_equal(used, (X != 0).any(axis=(0, 1)))
     assert not used[7] and used[9]
@@ -125,3 +125,18 @@ def test_fits_refuse_nonfinite_features_whatever_the_solver_path():
             broken[0, 7, 3] = np.inf
             with pytest.raises(ValueError, match="X contains 1 NaN or infinite"):
                 classify.fit_linear_svms(broken, Y, method=method)
+
+
+@pytest.mark.parametrize("method", ["dual", "newton", "auto"])
+def test_byte_swapped_features_fit_as_native_ones(method):
+    """A big-endian X (as read from some files) is trained as its native copy: the
+    compiled passes take only the machine's byte order."""
+    rng = np.random.default_rng(5)
+    Y = np.where(rng.random((60, 2)) < 0.5, 1, -1).astype(np.int8)
+    X = np.where(rng.random((1, 60, 30)) < 0.05, rng.random((1, 60, 30)), 0.0)
+    X = X.astype(np.float32)
+    swapped = X.astype(X.dtype.newbyteorder())
+    assert not swapped.dtype.isnative
+    for fitted, expected in zip(classify.fit_linear_svms(swapped, Y, method=method)[:2],
+                                classify.fit_linear_svms(X, Y, method=method)[:2]):
+        np.testing.assert_array_equal(fitted, expected)
