@@ -78,10 +78,29 @@ def _as_type_of_compiled(value, like):
 
 
 @numba.njit(inline="always")
+def _centre(code, low, width, half):
+    """The centre of bin ``code`` (a float of ``half``'s type) of a dimension starting
+    at ``low`` with bins ``width`` wide: ``_uniform.decode``'s formula, operation for
+    operation."""
+    return low + (code + half) * width
+
+
+@numba.njit(inline="always")
 def _decode_row(codes_row, lo, step, half, out_row):
     """``_uniform.decode`` of one row, in ``half``'s type."""
     for j in range(codes_row.shape[0]):
-        out_row[j] = lo[j] + (_as_type_of(codes_row[j], half) + half) * step[j]
+        out_row[j] = _centre(_as_type_of(codes_row[j], half), lo[j], step[j], half)
+
+
+@numba.njit(inline="always")
+def _decode_two_rows(codes_a, codes_b, lo, step, half, out_a, out_b):
+    """:func:`_decode_row` of two rows at once, each ``lo[j]`` and ``step[j]`` read once
+    for both: a row at a time, the decode ran at 1.1 - 1.2x faiss's time into an
+    existing 16384 x 4096 array (17.5 against 15.2 ms), two at a time at 0.98x."""
+    for j in range(codes_a.shape[0]):
+        low, width = lo[j], step[j]
+        out_a[j] = _centre(_as_type_of(codes_a[j], half), low, width, half)
+        out_b[j] = _centre(_as_type_of(codes_b[j], half), low, width, half)
 
 
 @numba.njit(**_JIT)
@@ -89,7 +108,8 @@ def _reconstruct_kernel(X, lo, step, divisor, zero, half, one, top, out, bad_per
     n, d = X.shape
     for i in numba.prange(n):
         for j in range(d):
-            out[i, j] = lo[j] + (_code(X[i, j], lo[j], divisor[j], zero, one, top) + half) * step[j]
+            out[i, j] = _centre(_code(X[i, j], lo[j], divisor[j], zero, one, top), lo[j],
+                                step[j], half)
         bad_per_row[i] = _count_not_finite(X[i], zero)
 
 
@@ -104,17 +124,6 @@ def _encode_row(x_row, lo, divisor, zero, one, top, codes_row):
 def _encode_kernel(X, lo, divisor, zero, one, top, out, bad_per_row):
     for i in numba.prange(X.shape[0]):
         bad_per_row[i] = _encode_row(X[i], lo, divisor, zero, one, top, out[i])
-
-
-@numba.njit(inline="always")
-def _decode_two_rows(codes_a, codes_b, lo, step, half, out_a, out_b):
-    """:func:`_decode_row` of two rows at once, each ``lo[j]`` and ``step[j]`` read once
-    for both: a row at a time, the decode ran at 1.1 - 1.2x faiss's time into an
-    existing 16384 x 4096 array (17.5 against 15.2 ms), two at a time at 0.98x."""
-    for j in range(codes_a.shape[0]):
-        low, width = lo[j], step[j]
-        out_a[j] = low + (_as_type_of(codes_a[j], half) + half) * width
-        out_b[j] = low + (_as_type_of(codes_b[j], half) + half) * width
 
 
 @numba.njit(**_JIT)
