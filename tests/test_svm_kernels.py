@@ -85,11 +85,15 @@ def test_a_lane_does_not_depend_on_its_neighbours_or_its_place():
     np.testing.assert_array_equal(np.roll(dots, 11, axis=1)[:, 3:], moved_dots[:, 3:])
 
 
-def test_the_lane_loops_refuse_mixed_weight_dtypes():
+def test_the_lane_loops_refuse_mixed_weight_dtypes_and_wider_values():
+    """Lanes of another dtype than the weights, or values that casting to the weights'
+    dtype would round (float64 into float32), are refused when compiled."""
     columns = np.zeros((4, 8), np.float32)
-    with pytest.raises(TypeError, match="share one float dtype"):
-        _all_row_dots(columns, np.zeros(2, np.int64), np.zeros(0, np.int32),
-                      np.zeros(0, np.float32), np.zeros((1, 8), np.float64))
+    for values, lanes in ((np.float32, np.float64), (np.float64, np.float32)):
+        with pytest.raises(TypeError, match="share one float dtype, values are floats "
+                                            "no wider"):
+            _all_row_dots(columns, np.zeros(2, np.int64), np.zeros(0, np.int32),
+                          np.zeros(0, values), np.zeros((1, 8), lanes))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
