@@ -128,7 +128,7 @@ def test_quiet_sweep_prints_nothing(tmp_path, features_file, capsys):
 @pytest.fixture
 def short_timing(monkeypatch):
     """The benchmarks' timing loops run 1 ms instead of 0.2 s: these tests check what a
-    benchmark reports, not how steady its timings are (bench quantize's 26 operations and
+    benchmark reports, not how steady its timings are (bench quantize's operations and
     two copies at 0.2 s a loop took 7 s)."""
     from dnnstress.benchmarks import _common, quantize, svm
 

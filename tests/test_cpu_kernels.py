@@ -7,6 +7,8 @@ column counts that are not a multiple of 8 (the last group of a packed row), wid
 to 16 (one 64-bit word per group or two), codes of every integer type, sliced inputs.
 """
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -71,23 +73,112 @@ def test_decode_equals_the_twin(seed, n, d, h, dtype, code_type, sliced):
             _uniform.decode(codes, q.data_min_, q.step_, out_type))
 
 
-@pytest.mark.parametrize("n", [257, 700, 1023])
-@pytest.mark.parametrize("code_type", [np.uint8, np.uint16])
-def test_decode_in_pairs_of_rows_equals_the_twin(n, code_type):
-    """Past 256 rows a task decodes its rows two at a time, an odd one last (the drawn
-    cases above have at most 12 rows, one per task); so do the range checks."""
+STREAMED = pytest.mark.parametrize("streamed", [False, True], ids=["stored", "streamed"])
+
+
+def _stores(streamed):
+    """Decodes into a given ``out`` with plain stores, or with the streamed stores (and
+    page touches) that otherwise only outputs of 64 MiB or more get."""
+    return mock.patch.object(_cpu_kernels, "STREAM_INTO_GIVEN", 0 if streamed else 1 << 62)
+
+
+def _out_at(offset, shape, dtype):
+    """A C-contiguous output starting ``offset`` elements into a fresh buffer: rows
+    whose cache lines start anywhere, so that the line loops meet every head and tail."""
+    buffer = np.full(offset + int(np.prod(shape)) + 1, np.nan, dtype)
+    return buffer[offset:offset + int(np.prod(shape))].reshape(shape)
+
+
+@STREAMED
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 300), d=st.integers(1, 90),
+       offset=st.integers(0, 15), dtype=st.sampled_from([np.float32, np.float64]),
+       code_type=st.sampled_from([np.uint8, np.uint16]))
+def test_decode_into_out_equals_the_twin(streamed, seed, n, d, offset, dtype, code_type):
     h = 200 if code_type == np.uint8 else 40000
-    _, q = _fitted(n, 5, 37, h, np.float32)
-    codes = np.random.default_rng(n).integers(0, h, (n, 37)).astype(code_type)
-    for out_type in (np.float32, np.float64):
-        np.testing.assert_array_equal(
-            _cpu_kernels.decode(codes, q.data_min_, q.step_, h, out_type),
-            _uniform.decode(codes, q.data_min_, q.step_, out_type))
-    for row in (n - 1, n - 2, 0):  # over the three n: first, second and lone odd rows
+    _, q = _fitted(seed, 5, d, h, dtype)
+    codes = np.random.default_rng(seed).integers(0, h, (n, d)).astype(code_type)
+    out = _out_at(offset, (n, d), dtype)
+    with _stores(streamed):
+        assert _cpu_kernels.decode(codes, q.data_min_, q.step_, h, dtype, out=out) is out
+    np.testing.assert_array_equal(out, _uniform.decode(codes, q.data_min_, q.step_, dtype))
+
+
+@STREAMED
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), n=st.integers(1, 300), d=st.integers(1, 90),
+       offset=st.integers(0, 15), h=st.sampled_from([2, 16, 27, 1000]))
+def test_unpack_decode_into_out_equals_the_twin(streamed, seed, n, d, offset, h):
+    _, q = _fitted(seed, 3, d, h, np.float32)
+    bits = q.bits_per_value_
+    codes = np.random.default_rng(seed).integers(0, h, (n, d)).astype(
+        _packing.code_dtype_for_bits(bits))
+    out = _out_at(offset, (n, d), np.float32)
+    packed = _packing.pack_codes(codes, bits)
+    with _stores(streamed):
+        assert _cpu_kernels.unpack_decode(packed, bits, d, q.data_min_, q.step_, h,
+                                          np.float32, out=out) is out
+    np.testing.assert_array_equal(out, _uniform.decode(codes, q.data_min_, q.step_,
+                                                       np.float32))
+
+
+@STREAMED
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_decode_into_an_unaligned_out_equals_the_twin(streamed, dtype):
+    """An ``out`` whose elements straddle their alignment (a view at an odd byte offset)
+    gets no vector stores, which assume it (they crashed)."""
+    _, q = _fitted(3, 5, 37, 256, dtype)
+    codes = np.random.default_rng(3).integers(0, 256, (40, 37)).astype(np.uint8)
+    buffer = np.zeros(codes.size * np.dtype(dtype).itemsize + 1, np.uint8)
+    out = np.ndarray(codes.shape, dtype, buffer=buffer, offset=1)
+    assert not out.flags.aligned
+    with _stores(streamed):
+        _cpu_kernels.decode(codes, q.data_min_, q.step_, 256, dtype, out=out)
+    np.testing.assert_array_equal(out, _uniform.decode(codes, q.data_min_, q.step_, dtype))
+
+
+@STREAMED
+@pytest.mark.parametrize("code_type", [np.uint8, np.uint16])
+def test_streamed_decode_checks_the_range_of_every_row(streamed, code_type):
+    h = 200 if code_type == np.uint8 else 40000
+    _, q = _fitted(1, 5, 37, h, np.float32)
+    codes = np.random.default_rng(1).integers(0, h, (700, 37)).astype(code_type)
+    for row in (0, 350, 699):
         bad = codes.copy()
         bad[row, 36] = h
-        with pytest.raises(ValueError, match=rf"\[0, {h - 1}\], got {h}$"):
-            _cpu_kernels.decode(bad, q.data_min_, q.step_, h, np.float32)
+        with _stores(streamed), pytest.raises(ValueError,
+                                              match=rf"\[0, {h - 1}\], got {h}$"):
+            _cpu_kernels.decode(bad, q.data_min_, q.step_, h, np.float32,
+                                out=np.empty(codes.shape, np.float32))
+
+
+def test_large_outputs_are_streamed_and_new_ones_start_on_a_huge_page():
+    given = np.empty(_cpu_kernels.STREAM_INTO_GIVEN // 4, np.float32)  # never touched
+    assert _cpu_kernels._decode_output(given, given.shape, given.dtype, None)[1]
+    assert not _cpu_kernels._decode_output(given[1:], (given.size - 1,), given.dtype,
+                                           None)[1]
+    below = (_cpu_kernels.STREAM_INTO_NEW // 8 - 1,)
+    assert not _cpu_kernels._decode_output(None, below, np.dtype(np.float64), None)[1]
+    new, stream = _cpu_kernels._decode_output(None, (below[0] + 1,), np.dtype(np.float64),
+                                              None)
+    assert stream and new.ctypes.data % _cpu_kernels.HUGE_PAGE == 0
+    assert new.shape == (below[0] + 1,) and new.dtype == np.float64
+    assert new.flags.c_contiguous and new.flags.writeable
+
+
+@pytest.mark.parametrize("code_type", [np.uint8, np.uint16])
+def test_streamed_decode_into_a_new_array_equals_the_twin(code_type):
+    h = 200 if code_type == np.uint8 else 40000
+    _, q = _fitted(2, 5, 37, h, np.float32)
+    codes = np.random.default_rng(2).integers(0, h, (300, 37)).astype(code_type)
+    with mock.patch.object(_cpu_kernels, "STREAM_INTO_NEW", 0):
+        decoded = _cpu_kernels.decode(codes, q.data_min_, q.step_, h, np.float32)
+        unpacked = _cpu_kernels.unpack_decode(_packing.pack_codes(codes, 16), 16, 37,
+                                              q.data_min_, q.step_, h, np.float32)
+    assert decoded.ctypes.data % _cpu_kernels.HUGE_PAGE == 0
+    expected = _uniform.decode(codes, q.data_min_, q.step_, np.float32)
+    np.testing.assert_array_equal(decoded, expected)
+    np.testing.assert_array_equal(unpacked, expected)
 
 
 @pytest.mark.parametrize("code_type, bad", [(np.uint8, 27), (np.uint16, 65535),

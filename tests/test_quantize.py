@@ -191,6 +191,26 @@ def test_transform_and_encode_write_into_out(xp):
     codes = xp.empty(X.shape, dtype=np.uint8)
     assert q.encode(X, out=codes) is codes
     np.testing.assert_array_equal(to_numpy(codes), to_numpy(q.encode(X)))
+    for dtype in (np.float32, np.float64, np.float16):  # float16: the formula's path
+        centres = xp.empty(X.shape, dtype=dtype)
+        assert q.decode(codes, dtype, out=centres) is centres
+        np.testing.assert_array_equal(to_numpy(centres), to_numpy(q.decode(codes, dtype)))
+        centres = xp.empty(X.shape, dtype=dtype)
+        assert q.unpack(q.pack(X), dtype=dtype, out=centres) is centres
+        np.testing.assert_array_equal(to_numpy(centres), to_numpy(q.decode(codes, dtype)))
+
+
+@pytest.mark.parametrize("levels", [6, 256, 1000])  # packed in 3 bits, 8 and 16
+def test_decode_and_unpack_name_a_bad_out(levels):
+    X = np.random.default_rng(3).standard_normal((40, 9)).astype(np.float32)
+    q = UniformQuantizer(levels).fit(X)
+    codes, packed = q.encode(X), q.pack(X)
+    with pytest.raises(ValueError, match="shape"):
+        q.decode(codes, out=np.empty((40, 8), np.float32))
+    with pytest.raises(ValueError, match="dtype"):
+        q.unpack(packed, dtype=np.float64, out=np.empty((40, 9), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        q.unpack(packed, out=np.empty((9, 40), np.float32).T)
 
 
 @pytest.mark.parametrize("bad_out, error, message", [

@@ -126,18 +126,24 @@ def _cases(X, h, xp):
     cases += [(name, "new", lambda s=stressor: s.transform(X), 2 * X.nbytes)
               for name, stressor in elementwise]
     sq8, sq4 = (UniformQuantizer(levels, per_dimension=True).fit(X) for levels in (256, 16))
-    codes8, packed4 = sq8.encode(X), sq4.pack(X)
+    codes8, packed4, values = sq8.encode(X), sq4.pack(X), xp.empty_like(X)
     return cases + [
         ("Q-2 encode, h = 256", "new", lambda: sq8.encode(X), X.nbytes + codes8.nbytes),
         ("Q-2 decode(codes), h = 256", "new", lambda: sq8.decode(codes8),
          codes8.nbytes + X.nbytes),
+        ("Q-2 decode(codes), h = 256", "existing", lambda: sq8.decode(codes8, out=values),
+         codes8.nbytes + X.nbytes),
         ("Q-2 unpack, h = 16 (4 bits)", "new", lambda: sq4.unpack(packed4),
+         packed4.nbytes + X.nbytes),
+        ("Q-2 unpack, h = 16 (4 bits)", "existing", lambda: sq4.unpack(packed4, out=values),
          packed4.nbytes + X.nbytes),
     ]
 
 
 def _faiss_cases(X):
-    """faiss SQ8 encode and decode, SQ4 decode, on as many threads as our kernels."""
+    """faiss SQ8 encode and decode, SQ4 decode, on as many threads as our kernels; the
+    decodes both into a new array (faiss's Python ``decode``) and into an existing one
+    (its C++ ``decode``, given the output's pointer)."""
     try:
         import faiss
     except ImportError:  # an optional peer: the benchmark runs without it
@@ -145,7 +151,7 @@ def _faiss_cases(X):
     import numba
 
     faiss.omp_set_num_threads(numba.get_num_threads())
-    cases = []
+    cases, values = [], np.empty_like(X)
     for qtype, label, ops in ((faiss.ScalarQuantizer.QT_8bit, "SQ8", ("encode", "decode")),
                               (faiss.ScalarQuantizer.QT_4bit, "SQ4", ("decode",))):
         sq = faiss.ScalarQuantizer(X.shape[1], qtype)
@@ -154,8 +160,12 @@ def _faiss_cases(X):
         if "encode" in ops:
             cases.append((f"faiss {label} encode", "new", lambda sq=sq: sq.compute_codes(X),
                           X.nbytes + codes.nbytes))
-        cases.append((f"faiss {label} decode", "new", lambda sq=sq, c=codes: sq.decode(c),
-                      codes.nbytes + X.nbytes))
+        cases += [
+            (f"faiss {label} decode", "new", lambda sq=sq, c=codes: sq.decode(c),
+             codes.nbytes + X.nbytes),
+            (f"faiss {label} decode", "existing", lambda sq=sq, c=codes: sq.decode_c(
+                faiss.swig_ptr(c), faiss.swig_ptr(values), len(c)), codes.nbytes + X.nbytes),
+        ]
     return cases
 
 

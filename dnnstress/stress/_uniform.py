@@ -27,13 +27,15 @@ where it would round to 0 in X's type (else that dimension divides by zero).
 
 On CuPy, ``decode`` runs dnnstress's CUDA kernel instead of the formula: CuPy compiles
 its elementwise kernels with -ftz=true, which would flush float32 subnormal centres.
+(float16 centres, which CuPy computes through float32 with no float32 subnormal on the
+way, keep the formula.)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from dnnstress._array import array_namespace
+from dnnstress._array import array_namespace, output_array
 
 MAX_LEVELS = 65536
 
@@ -63,16 +65,22 @@ def encode(X, lo, step_or_inf, n_levels: int):
     return codes.astype(code_dtype(n_levels))
 
 
-def decode(codes, lo, step, dtype):
-    """Bin centres for ``codes``: ``lo + (code + 0.5) * step``, computed in ``dtype``."""
+def decode(codes, lo, step, dtype, out=None):
+    """Bin centres for ``codes``: ``lo + (code + 0.5) * step``, computed in ``dtype``
+    (into ``out`` if given, see ``output_array``)."""
     xp = array_namespace(codes)
-    if xp is not np:
+    if xp is not np and np.dtype(dtype) in (np.float32, np.float64):
         from dnnstress import _cuda
         if codes.dtype not in (np.uint8, np.uint16):
             codes = codes.astype(np.uint16)  # the callers check codes < h <= 65536
-        return _cuda.decode(codes, lo, step, dtype)
+        return _cuda.decode(codes, lo, step, dtype, out=out)
     half = xp.asarray(0.5, dtype=dtype)
-    return lo.astype(dtype) + (codes.astype(dtype) + half) * step.astype(dtype)
+    centres = lo.astype(dtype) + (codes.astype(dtype) + half) * step.astype(dtype)
+    if out is None:
+        return centres
+    out = output_array(out, codes.shape, dtype, codes)
+    out[...] = centres
+    return out
 
 
 def reconstruct(X, lo, step, n_levels: int):

@@ -143,8 +143,15 @@ class UniformQuantizer(Stressor):
         lo, step = self._params_like(X)
         return _kernels_for(X).encode(_contiguous(X), lo, step, self.n_levels_, out=out)
 
-    def decode(self, codes, dtype=None):
-        """Bin centres for integer ``codes``, as ``dtype`` (default: the training dtype)."""
+    def decode(self, codes, dtype=None, out=None):
+        """Bin centres for integer ``codes``, as ``dtype`` (default: the training dtype).
+
+        ``out``, a C-contiguous array of the codes' shape and of ``dtype`` on their
+        backend, receives the centres instead of a new array, as for ``transform``.
+        Large outputs are written past the caches (CPU): into an array in memory, a
+        16384 x 4096 float32 decode takes half the time it does into a new one, whose
+        pages the system must first map and zero.
+        """
         dtype = np.dtype(self.dtype_ if dtype is None else dtype)
         compiled = _decodes_compiled(codes, dtype)
         # The compiled pass checks the range itself.
@@ -152,8 +159,8 @@ class UniformQuantizer(Stressor):
         lo, step = self._params_like(codes)
         if compiled:
             from dnnstress.stress import _cpu_kernels
-            return _cpu_kernels.decode(codes, lo, step, self.n_levels_, dtype)
-        return _uniform.decode(codes, lo, step, dtype)
+            return _cpu_kernels.decode(codes, lo, step, self.n_levels_, dtype, out=out)
+        return _uniform.decode(codes, lo, step, dtype, out=out)
 
     def pack(self, X):
         """Codes of ``X`` as a dense bit stream: uint8 array (n_rows, ceil(bits_per_vector/8))."""
@@ -166,8 +173,9 @@ class UniformQuantizer(Stressor):
         return _cpu_kernels.encode_pack(_contiguous(X), lo, step, self.n_levels_,
                                         self.bits_per_value_)
 
-    def unpack(self, packed, n_rows=None, dtype=None):
-        """Reconstruction from ``pack``'s bytes (2-D, or flat with ``n_rows`` given)."""
+    def unpack(self, packed, n_rows=None, dtype=None, out=None):
+        """Reconstruction from ``pack``'s bytes (2-D, or flat with ``n_rows`` given),
+        into ``out`` if given (as for ``decode``)."""
         self._check_packed_input(packed)
         if n_rows is not None:
             packed = packed.reshape(n_rows, -1)
@@ -177,9 +185,9 @@ class UniformQuantizer(Stressor):
             lo, step = self._params_like(packed)
             return _cpu_kernels.unpack_decode(packed, self.bits_per_value_,
                                               self.n_features_out_, lo, step,
-                                              self.n_levels_, dtype)
+                                              self.n_levels_, dtype, out=out)
         codes = _kernels_for(packed).unpack(packed, self.bits_per_value_, self.n_features_out_)
-        return self.decode(codes, dtype)
+        return self.decode(codes, dtype, out=out)
 
     def _params_like(self, X):
         """``data_min_`` and ``step_`` on X's backend, fit for arithmetic in X's dtype.
