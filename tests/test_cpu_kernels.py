@@ -9,12 +9,14 @@ to 16 (one 64-bit word per group or two), codes of every integer type, sliced in
 
 from unittest import mock
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnnstress.stress import UniformQuantizer, _cpu_kernels, _packing, _uniform
+from dnnstress.stress._decode_lines import LINE, PAGE, X86, line_span
 
 EXACT = settings(max_examples=40, deadline=None)
 
@@ -83,10 +85,16 @@ def _stores(streamed):
 
 
 def _out_at(offset, shape, dtype):
-    """A C-contiguous output starting ``offset`` elements into a fresh buffer: rows
-    whose cache lines start anywhere, so that the line loops meet every head and tail."""
-    buffer = np.full(offset + int(np.prod(shape)) + 1, np.nan, dtype)
-    return buffer[offset:offset + int(np.prod(shape))].reshape(shape)
+    """A C-contiguous output starting ``offset`` elements into a fresh buffer of NaN
+    (rows whose cache lines start anywhere, so that the line loops meet every head and
+    tail), and a check that nothing was written outside it."""
+    size = int(np.prod(shape))
+    buffer = np.full(offset + size + 1, np.nan, dtype)
+
+    def untouched_around():
+        return np.isnan(buffer[:offset]).all() and np.isnan(buffer[offset + size:]).all()
+
+    return buffer[offset:offset + size].reshape(shape), untouched_around
 
 
 @STREAMED
@@ -98,10 +106,11 @@ def test_decode_into_out_equals_the_twin(streamed, seed, n, d, offset, dtype, co
     h = 200 if code_type == np.uint8 else 40000
     _, q = _fitted(seed, 5, d, h, dtype)
     codes = np.random.default_rng(seed).integers(0, h, (n, d)).astype(code_type)
-    out = _out_at(offset, (n, d), dtype)
+    out, untouched_around = _out_at(offset, (n, d), dtype)
     with _stores(streamed):
         assert _cpu_kernels.decode(codes, q.data_min_, q.step_, h, dtype, out=out) is out
     np.testing.assert_array_equal(out, _uniform.decode(codes, q.data_min_, q.step_, dtype))
+    assert untouched_around()
 
 
 @STREAMED
@@ -113,28 +122,67 @@ def test_unpack_decode_into_out_equals_the_twin(streamed, seed, n, d, offset, h)
     bits = q.bits_per_value_
     codes = np.random.default_rng(seed).integers(0, h, (n, d)).astype(
         _packing.code_dtype_for_bits(bits))
-    out = _out_at(offset, (n, d), np.float32)
+    out, untouched_around = _out_at(offset, (n, d), np.float32)
     packed = _packing.pack_codes(codes, bits)
     with _stores(streamed):
         assert _cpu_kernels.unpack_decode(packed, bits, d, q.data_min_, q.step_, h,
                                           np.float32, out=out) is out
     np.testing.assert_array_equal(out, _uniform.decode(codes, q.data_min_, q.step_,
                                                        np.float32))
+    assert untouched_around()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_line_span_is_the_whole_aligned_lines_of_a_row(dtype):
+    """Against the definition, for every start within a line, a few misaligned ones
+    (no lines: their vector stores would assume the alignment) and every short row."""
+    span = numba.njit(lambda row: line_span(row))
+    size = np.dtype(dtype).itemsize
+    buffer = np.zeros(4 * LINE + 64, np.uint8)
+    base = -buffer.ctypes.data % LINE
+    for start in [base + k * size for k in range(LINE // size)] + [base + 1, base + 3]:
+        for n in range(0, 3 * LINE // size):
+            row = np.ndarray((n,), dtype, buffer=buffer, offset=start)
+            address = row.ctypes.data
+            if address % size:
+                expected = (n, n)
+            else:
+                first = min(n, (-address % LINE) // size)
+                expected = (first, first + (n - first) // (LINE // size) * (LINE // size))
+            assert span(row) == expected, (start - base, n)
+
+
+@pytest.mark.skipif(not X86, reason="streamed stores are x86-only")
+def test_the_streamed_decode_emits_streaming_stores_and_a_fence():
+    """The values cannot tell a streamed store from a plain one: the machine code can
+    (of the kernel compiled afresh and serial, as cached code cannot be inspected)."""
+    kernel = numba.njit(_cpu_kernels._decode_kernel.py_func)
+    codes = np.zeros((3, 40), np.uint8)
+    out, lo = np.empty((3, 40), np.float32), np.zeros(40, np.float32)
+    kernel(codes, lo, lo, np.float32(0.5), False, True, out, np.zeros(3, np.uint8))
+    assembly = kernel.inspect_asm(kernel.signatures[0]).lower()
+    assert "movnt" in assembly and "sfence" in assembly
 
 
 @STREAMED
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_decode_into_an_unaligned_out_equals_the_twin(streamed, dtype):
+@pytest.mark.parametrize("dtype, offset", [(np.float32, 1), (np.float64, 4)])
+def test_decode_into_an_unaligned_out_equals_the_twin(streamed, dtype, offset):
     """An ``out`` whose elements straddle their alignment (a view at an odd byte offset)
     gets no vector stores, which assume it (they crashed)."""
-    _, q = _fitted(3, 5, 37, 256, dtype)
-    codes = np.random.default_rng(3).integers(0, 256, (40, 37)).astype(np.uint8)
-    buffer = np.zeros(codes.size * np.dtype(dtype).itemsize + 1, np.uint8)
-    out = np.ndarray(codes.shape, dtype, buffer=buffer, offset=1)
-    assert not out.flags.aligned
-    with _stores(streamed):
-        _cpu_kernels.decode(codes, q.data_min_, q.step_, 256, dtype, out=out)
-    np.testing.assert_array_equal(out, _uniform.decode(codes, q.data_min_, q.step_, dtype))
+    _, q = _fitted(3, 5, 37, 27, dtype)
+    codes = np.random.default_rng(3).integers(0, 27, (40, 37)).astype(np.uint8)
+    expected = _uniform.decode(codes, q.data_min_, q.step_, dtype)
+    for decode in (lambda out: _cpu_kernels.decode(codes, q.data_min_, q.step_, 27, dtype,
+                                                   out=out),
+                   lambda out: _cpu_kernels.unpack_decode(
+                       _packing.pack_codes(codes, 5), 5, 37, q.data_min_, q.step_, 27,
+                       dtype, out=out)):
+        buffer = np.zeros(codes.size * np.dtype(dtype).itemsize + offset, np.uint8)
+        out = np.ndarray(codes.shape, dtype, buffer=buffer, offset=offset)
+        assert not out.flags.aligned
+        with _stores(streamed):
+            decode(out)
+        np.testing.assert_array_equal(out, expected)
 
 
 @STREAMED
@@ -150,19 +198,30 @@ def test_streamed_decode_checks_the_range_of_every_row(streamed, code_type):
                                               match=rf"\[0, {h - 1}\], got {h}$"):
             _cpu_kernels.decode(bad, q.data_min_, q.step_, h, np.float32,
                                 out=np.empty(codes.shape, np.float32))
+    _, q = _fitted(1, 5, 37, 27, np.float32)  # 5 bits hold codes up to 31
+    codes = np.zeros((700, 37), np.uint8)
+    codes[699, 36] = 27
+    with _stores(streamed), pytest.raises(ValueError, match=r"\[0, 26\], got 27$"):
+        _cpu_kernels.unpack_decode(_packing.pack_codes(codes, 5), 5, 37, q.data_min_,
+                                   q.step_, 27, np.float32,
+                                   out=np.empty(codes.shape, np.float32))
 
 
+@pytest.mark.skipif(not X86, reason="streamed stores are x86-only")
 def test_large_outputs_are_streamed_and_new_ones_start_on_a_huge_page():
-    given = np.empty(_cpu_kernels.STREAM_INTO_GIVEN // 4, np.float32)  # never touched
-    assert _cpu_kernels._decode_output(given, given.shape, given.dtype, None)[1]
-    assert not _cpu_kernels._decode_output(given[1:], (given.size - 1,), given.dtype,
-                                           None)[1]
-    below = (_cpu_kernels.STREAM_INTO_NEW // 8 - 1,)
-    assert not _cpu_kernels._decode_output(None, below, np.dtype(np.float64), None)[1]
-    new, stream = _cpu_kernels._decode_output(None, (below[0] + 1,), np.dtype(np.float64),
-                                              None)
+    # Thresholds of a few pages, to test where they fall without allocating 160 MiB.
+    with mock.patch.multiple(_cpu_kernels, STREAM_INTO_GIVEN=8 * PAGE,
+                             STREAM_INTO_NEW=16 * PAGE):
+        given = np.empty(2 * PAGE, np.float32)
+        assert _cpu_kernels._decode_output(given, given.shape, given.dtype, None)[1]
+        assert not _cpu_kernels._decode_output(given[1:], (given.size - 1,), given.dtype,
+                                               None)[1]
+        n = 2 * PAGE
+        assert not _cpu_kernels._decode_output(None, (n - 1,), np.dtype(np.float64),
+                                               None)[1]
+        new, stream = _cpu_kernels._decode_output(None, (n,), np.dtype(np.float64), None)
     assert stream and new.ctypes.data % _cpu_kernels.HUGE_PAGE == 0
-    assert new.shape == (below[0] + 1,) and new.dtype == np.float64
+    assert new.shape == (n,) and new.dtype == np.float64
     assert new.flags.c_contiguous and new.flags.writeable
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from dnnstress._array import output_array
 from dnnstress.stress import _packing
-from dnnstress.stress._decode_lines import (line_span, store_fence, store_lines,
+from dnnstress.stress._decode_lines import (X86, line_span, store_fence, store_lines,
                                             stream_lines, touch_pages)
 from dnnstress.stress._uniform import code_dtype, safe_step
 
@@ -39,7 +39,7 @@ _TASKS = 256  # row ranges the fused kernels share among the threads, a scratch 
 # to 96 MiB, tie at 128 and lose by 2 - 5 % from 192 MiB.
 STREAM_INTO_GIVEN = 64 << 20
 STREAM_INTO_NEW = 160 << 20
-HUGE_PAGE = 2 << 20  # bytes of a transparent huge page (x86-64 and most arm64 kernels)
+HUGE_PAGE = 2 << 20  # bytes of an x86-64 transparent huge page
 _BYTE = np.uint64(0xFF)
 
 
@@ -95,19 +95,24 @@ def _centre(code, low, width, half):
 
 
 @numba.njit(inline="always")
+def _decode_values(codes_row, lo, step, half, out_row, start, stop):
+    """``_uniform.decode`` of values ``start .. stop`` of a row, one by one."""
+    for j in range(start, stop):
+        out_row[j] = _centre(_as_type_of(codes_row[j], half), lo[j], step[j], half)
+
+
+@numba.njit(inline="always")
 def _decode_row(codes_row, lo, step, half, stream, out_row):
     """``_uniform.decode`` of one row, in ``half``'s type: the row's whole cache lines
     by a vector loop (streamed past the caches if ``stream``), the few values before
     and after them one by one."""
     first, last = line_span(out_row)
-    for j in range(first):
-        out_row[j] = _centre(_as_type_of(codes_row[j], half), lo[j], step[j], half)
+    _decode_values(codes_row, lo, step, half, out_row, 0, first)
     if stream:
         stream_lines(codes_row, lo, step, half, out_row, first, last)
     else:
         store_lines(codes_row, lo, step, half, out_row, first, last)
-    for j in range(last, codes_row.shape[0]):
-        out_row[j] = _centre(_as_type_of(codes_row[j], half), lo[j], step[j], half)
+    _decode_values(codes_row, lo, step, half, out_row, last, codes_row.shape[0])
 
 
 @numba.njit(**_JIT)
@@ -197,13 +202,15 @@ def _decode_output(out, shape, dtype, like):
     well up to ``STREAM_INTO_NEW``; above, it starts on a huge-page boundary, so that
     transparent huge pages back all of it (a 16384 x 4096 float32 decode: 25.4 - 25.8 ms
     against 26.6 - 27.1 with plain stores into numpy's array, faiss's 26.7 - 27.3).
+    Such an array is a view of a buffer 2 MiB longer (``owndata`` False, so it cannot be
+    resized in place).  Only x86 CPUs stream: the thresholds were measured on one.
     """
     if out is not None:
         out = output_array(out, shape, dtype, like)
-        stream = out.nbytes >= STREAM_INTO_GIVEN
+        stream = X86 and out.nbytes >= STREAM_INTO_GIVEN
     else:
         size = int(np.prod(shape)) * dtype.itemsize
-        stream = size >= STREAM_INTO_NEW
+        stream = X86 and size >= STREAM_INTO_NEW
         if stream:
             buffer = np.empty(size + HUGE_PAGE, np.uint8)  # untouched pages cost nothing
             start = -buffer.ctypes.data % HUGE_PAGE
@@ -225,7 +232,7 @@ def _narrow_codes(codes, n_levels):
     """``codes`` as C-contiguous uint8 or uint16 (what ``encode`` and ``unpack`` give):
     the decode kernel is compiled for those two, not for every integer type and layout."""
     if codes.dtype in (np.uint8, np.uint16):
-        return np.ascontiguousarray(codes)
+        return np.require(codes, requirements="CA")  # the line loops load them aligned
     if codes.size:
         _raise_if_beyond(np.array([codes.min(), codes.max()]), n_levels)
     return codes.astype(code_dtype(n_levels))

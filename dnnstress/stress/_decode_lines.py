@@ -34,7 +34,8 @@ from numba.extending import intrinsic
 LINE = 64  # bytes of a cache line, the unit of a vector store
 PAGE = 4096  # bytes of the smallest memory page, the unit of a page fault
 
-_X86 = llvmlite.binding.get_process_triple().startswith(("x86_64", "i386", "i686"))
+# Whether this is an x86 CPU, the only kind the streamed stores were measured on.
+X86 = llvmlite.binding.get_process_triple().startswith(("x86_64", "i386", "i686"))
 
 
 @intrinsic
@@ -134,11 +135,13 @@ def stream_lines(typingctx, codes_row, lo, step, half, out_row, first, last):
 
 @intrinsic
 def store_fence(typingctx):
-    """Order the streamed stores before every later memory operation (``sfence`` on
-    x86, where a plain fence does not order them; a full fence elsewhere)."""
+    """Order the streamed stores before every later memory operation: ``sfence`` on
+    x86, the fence made for them (LLVM may lower a full fence to a locked instruction,
+    whose ordering of streamed stores is less plainly documented); a full fence
+    elsewhere."""
 
     def codegen(context, builder, signature, args):
-        if _X86:
+        if X86:
             sfence = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence")
             builder.call(sfence, [])
@@ -151,10 +154,10 @@ def store_fence(typingctx):
 
 @numba.njit(inline="always")
 def touch_pages(flat, start, stop):
-    """Write a zero into every page of ``flat[start:stop]`` (an element every ``PAGE``
-    bytes, on a grid from ``flat``'s start), so that fresh pages fault in, zeroed, before
-    the streamed stores rather than under them.  Costs 0.5 ms on 256 MiB already in
-    memory."""
+    """Write a zero every ``PAGE`` bytes of ``flat[start:stop]``, on a grid from
+    ``flat``'s start, so that fresh pages fault in, zeroed, before the streamed stores
+    rather than under them: every page but, where ``flat`` starts inside a page, perhaps
+    its last one.  Costs 0.5 ms on 256 MiB already in memory."""
     stride = PAGE // flat.itemsize
     for k in range((start + stride - 1) // stride * stride, stop, stride):
         flat[k] = 0
