@@ -207,6 +207,8 @@ def test_decode_and_unpack_name_a_bad_out(levels):
     codes, packed = q.encode(X), q.pack(X)
     with pytest.raises(ValueError, match="shape"):
         q.decode(codes, out=np.empty((40, 8), np.float32))
+    with pytest.raises(ValueError, match="dtype"):  # float16: the formula's path
+        q.decode(codes, np.float16, out=np.empty((40, 9), np.float32))
     with pytest.raises(ValueError, match="dtype"):
         q.unpack(packed, dtype=np.float64, out=np.empty((40, 9), np.float32))
     with pytest.raises(ValueError, match="C-contiguous"):

@@ -33,10 +33,7 @@ from dnnstress.stress._uniform import code_dtype, safe_step
 
 _JIT = dict(parallel=True, cache=True, nogil=True, error_model="numpy")
 _TASKS = 256  # row ranges the fused kernels share among the threads, a scratch row each
-# Decoded outputs this large are written with streamed stores (see _decode_lines and
-# _decode_output; measured on a 2-core Xeon): into a given array, a tie with plain stores
-# at 64 MiB, 1.6x faster at 96 MiB and 2x at 256 MiB; into a new one, plain stores win up
-# to 96 MiB, tie at 128 and lose by 2 - 5 % from 192 MiB.
+# Decoded outputs this large, given or new, take streamed stores (see _decode_output).
 STREAM_INTO_GIVEN = 64 << 20
 STREAM_INTO_NEW = 160 << 20
 HUGE_PAGE = 2 << 20  # bytes of an x86-64 transparent huge page
@@ -198,8 +195,10 @@ def _decode_output(out, shape, dtype, like):
     its pages have been touched.
 
     A caller's ``out`` streams from ``STREAM_INTO_GIVEN`` up, where it no longer stays in
-    the cache.  A new array's pages arrive zeroed in the cache, where plain stores do as
-    well up to ``STREAM_INTO_NEW``; above, it starts on a huge-page boundary, so that
+    the cache (measured on a 2-core Xeon: a tie with plain stores at 64 MiB, 1.6x faster
+    at 96 MiB, 2x at 256 MiB).  A new array's pages arrive zeroed in the cache, where
+    plain stores do as well up to ``STREAM_INTO_NEW`` (they win up to 96 MiB, tie at 128
+    and lose by 2 - 5 % from 192 MiB); above, it starts on a huge-page boundary, so that
     transparent huge pages back all of it (a 16384 x 4096 float32 decode: 25.4 - 25.8 ms
     against 26.6 - 27.1 with plain stores into numpy's array, faiss's 26.7 - 27.3).
     Such an array is a view of a buffer 2 MiB longer (``owndata`` False, so it cannot be

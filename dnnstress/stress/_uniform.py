@@ -74,11 +74,12 @@ def decode(codes, lo, step, dtype, out=None):
         if codes.dtype not in (np.uint8, np.uint16):
             codes = codes.astype(np.uint16)  # the callers check codes < h <= 65536
         return _cuda.decode(codes, lo, step, dtype, out=out)
+    if out is not None:  # refused before any work
+        out = output_array(out, codes.shape, dtype, codes)
     half = xp.asarray(0.5, dtype=dtype)
     centres = lo.astype(dtype) + (codes.astype(dtype) + half) * step.astype(dtype)
     if out is None:
         return centres
-    out = output_array(out, codes.shape, dtype, codes)
     out[...] = centres
     return out
 
